@@ -1,0 +1,133 @@
+namespace DistTrain.Cnn.Layers;
+
+/// Element-wise activation: y = f(x), dx = dy * f'(expressed through y).
+public abstract class Activation : Layer
+{
+    Tensor? _output, _gradInput;
+
+    protected override SampleShape OutputShapeFor(SampleShape input) => input;
+
+    protected abstract float Apply(float x);
+    /// The derivative written in terms of the output y = f(x).
+    protected abstract float DerivativeFromOutput(float y);
+
+    public override Tensor Forward(Tensor input, in BatchContext context)
+    {
+        var output = Tensor.Ensure(ref _output, OutputShape, input.N);
+        ReadOnlySpan<float> x = input.Span;
+        Span<float> y = output.Span;
+        for (int i = 0; i < x.Length; i++) y[i] = Apply(x[i]);
+        return output;
+    }
+
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
+        ReadOnlySpan<float> y = _output!.Span, dy = gradOutput.Span;
+        Span<float> dx = gradInput.Span;
+        for (int i = 0; i < dy.Length; i++) dx[i] = dy[i] * DerivativeFromOutput(y[i]);
+        return gradInput;
+    }
+}
+
+public sealed class ReLU : Activation
+{
+    protected override float Apply(float x) => x > 0f ? x : 0f;
+    protected override float DerivativeFromOutput(float y) => y > 0f ? 1f : 0f;
+}
+
+public sealed class Sigmoid : Activation
+{
+    protected override float Apply(float x) => 1f / (1f + MathF.Exp(-x));
+    protected override float DerivativeFromOutput(float y) => y * (1f - y);
+}
+
+public sealed class Tanh : Activation
+{
+    protected override float Apply(float x) => MathF.Tanh(x);
+    protected override float DerivativeFromOutput(float y) => 1f - y * y;
+}
+
+/// Reshapes C x H x W into a vector of C*H*W features (a copy: tensors never alias).
+public sealed class Flatten : Layer
+{
+    Tensor? _output, _gradInput;
+
+    protected override SampleShape OutputShapeFor(SampleShape input) => new(input.Size, 1, 1);
+
+    public override Tensor Forward(Tensor input, in BatchContext context)
+    {
+        var output = Tensor.Ensure(ref _output, OutputShape, input.N);
+        input.Span.CopyTo(output.Span);
+        return output;
+    }
+
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
+        gradOutput.Span.CopyTo(gradInput.Span);
+        return gradInput;
+    }
+}
+
+/// Inverted dropout: in training each element is kept with probability 1 - rate and scaled by
+/// 1 / (1 - rate). The mask is a pure function of (seed, epoch, step, sample id, layer, element),
+/// so it does not depend on which worker computes the sample.
+public sealed class Dropout : Layer
+{
+    public Dropout(double rate)
+    {
+        if (!(rate >= 0 && rate < 1)) throw new ArgumentException($"rate must be in [0, 1), got {rate}");
+        Rate = rate;
+    }
+
+    public double Rate { get; }
+    /// Distinguishes the masks of several dropout layers; set by the model (layer position).
+    internal int Salt { get; set; }
+
+    Tensor? _output, _gradInput;
+    float[] _mask = [];
+
+    protected override SampleShape OutputShapeFor(SampleShape input) => input;
+
+    public override Tensor Forward(Tensor input, in BatchContext context)
+    {
+        var output = Tensor.Ensure(ref _output, OutputShape, input.N);
+        ReadOnlySpan<float> x = input.Span;
+        Span<float> y = output.Span;
+        if (!context.Training || Rate == 0)
+        {
+            x.CopyTo(y);
+            if (_mask.Length < x.Length) _mask = new float[x.Length];
+            _mask.AsSpan(0, x.Length).Fill(1f);
+            return output;
+        }
+        if (context.SampleIds.Length != input.N)
+            throw new InvalidOperationException($"dropout: {input.N} samples but {context.SampleIds.Length} sample ids");
+        if (_mask.Length < x.Length) _mask = new float[x.Length];
+        float keep = (float)(1 - Rate), scale = 1f / keep;
+        int size = InputShape.Size;
+        ReadOnlySpan<int> ids = context.SampleIds.Span;
+        for (int s = 0; s < input.N; s++)
+        {
+            ulong sampleKey = DeterministicRandom.Derive(context.Seed, (ulong)context.Epoch, (ulong)context.Step, (ulong)ids[s]);
+            ulong layerKey = DeterministicRandom.Derive(sampleKey, (ulong)Salt);
+            for (int e = 0, i = s * size; e < size; e++, i++)
+            {
+                float m = DeterministicRandom.HashToUnitFloat(layerKey + (ulong)e * 0x9E3779B97F4A7C15UL) < keep ? scale : 0f;
+                _mask[i] = m;
+                y[i] = x[i] * m;
+            }
+        }
+        return output;
+    }
+
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
+        ReadOnlySpan<float> dy = gradOutput.Span;
+        Span<float> dx = gradInput.Span;
+        for (int i = 0; i < dy.Length; i++) dx[i] = dy[i] * _mask[i];
+        return gradInput;
+    }
+}

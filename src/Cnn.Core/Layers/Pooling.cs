@@ -1,0 +1,136 @@
+namespace DistTrain.Cnn.Layers;
+
+/// Max pooling over size x size windows. The gradient goes to the first maximum of each window.
+public sealed class MaxPool2D : Layer
+{
+    public MaxPool2D(int size, int? stride = null)
+    {
+        if (size < 1) throw new ArgumentException($"size must be >= 1, got {size}");
+        Size = size; Stride = stride ?? size;
+        if (Stride < 1) throw new ArgumentException($"stride must be >= 1, got {Stride}");
+    }
+
+    public int Size { get; }
+    public int Stride { get; }
+
+    protected override SampleShape OutputShapeFor(SampleShape input) => PoolShape.Output("maxpool2d", input, Size, Stride);
+
+    Tensor? _output, _gradInput;
+    int[] _argmax = [];
+
+    public override Tensor Forward(Tensor input, in BatchContext context)
+    {
+        var output = Tensor.Ensure(ref _output, OutputShape, input.N);
+        int planes = input.N * input.C, inPlane = input.H * input.W, oh = OutputShape.H, ow = OutputShape.W;
+        if (_argmax.Length < output.Length) _argmax = new int[output.Length];
+        ReadOnlySpan<float> x = input.Span;
+        Span<float> y = output.Span;
+        for (int p = 0; p < planes; p++)
+        {
+            int inBase = p * inPlane, o = p * oh * ow;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++, o++)
+                {
+                    int best = inBase + oy * Stride * input.W + ox * Stride;
+                    float max = x[best];
+                    for (int ky = 0; ky < Size; ky++)
+                    {
+                        int rowStart = inBase + (oy * Stride + ky) * input.W + ox * Stride;
+                        for (int kx = 0; kx < Size; kx++)
+                            if (x[rowStart + kx] > max) { max = x[rowStart + kx]; best = rowStart + kx; }
+                    }
+                    y[o] = max;
+                    _argmax[o] = best;
+                }
+        }
+        return output;
+    }
+
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
+        Span<float> dx = gradInput.Span;
+        dx.Clear();
+        ReadOnlySpan<float> dy = gradOutput.Span;
+        for (int o = 0; o < dy.Length; o++) dx[_argmax[o]] += dy[o];
+        return gradInput;
+    }
+}
+
+/// Average pooling over size x size windows.
+public sealed class AvgPool2D : Layer
+{
+    public AvgPool2D(int size, int? stride = null)
+    {
+        if (size < 1) throw new ArgumentException($"size must be >= 1, got {size}");
+        Size = size; Stride = stride ?? size;
+        if (Stride < 1) throw new ArgumentException($"stride must be >= 1, got {Stride}");
+    }
+
+    public int Size { get; }
+    public int Stride { get; }
+
+    protected override SampleShape OutputShapeFor(SampleShape input) => PoolShape.Output("avgpool2d", input, Size, Stride);
+
+    Tensor? _output, _gradInput;
+
+    public override Tensor Forward(Tensor input, in BatchContext context)
+    {
+        var output = Tensor.Ensure(ref _output, OutputShape, input.N);
+        int planes = input.N * input.C, inPlane = input.H * input.W, oh = OutputShape.H, ow = OutputShape.W;
+        float scale = 1f / (Size * Size);
+        ReadOnlySpan<float> x = input.Span;
+        Span<float> y = output.Span;
+        for (int p = 0; p < planes; p++)
+        {
+            int inBase = p * inPlane, o = p * oh * ow;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++, o++)
+                {
+                    float sum = 0;
+                    for (int ky = 0; ky < Size; ky++)
+                    {
+                        int rowStart = inBase + (oy * Stride + ky) * input.W + ox * Stride;
+                        for (int kx = 0; kx < Size; kx++) sum += x[rowStart + kx];
+                    }
+                    y[o] = sum * scale;
+                }
+        }
+        return output;
+    }
+
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
+        int planes = gradOutput.N * InputShape.C, inPlane = InputShape.H * InputShape.W, oh = OutputShape.H, ow = OutputShape.W;
+        float scale = 1f / (Size * Size);
+        Span<float> dx = gradInput.Span;
+        dx.Clear();
+        ReadOnlySpan<float> dy = gradOutput.Span;
+        for (int p = 0; p < planes; p++)
+        {
+            int inBase = p * inPlane, o = p * oh * ow;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++, o++)
+                {
+                    float g = dy[o] * scale;
+                    for (int ky = 0; ky < Size; ky++)
+                    {
+                        int rowStart = inBase + (oy * Stride + ky) * InputShape.W + ox * Stride;
+                        for (int kx = 0; kx < Size; kx++) dx[rowStart + kx] += g;
+                    }
+                }
+        }
+        return gradInput;
+    }
+}
+
+static class PoolShape
+{
+    public static SampleShape Output(string kind, SampleShape input, int size, int stride)
+    {
+        if (input.H < size || input.W < size)
+            throw new ArgumentException($"window {size} does not fit input {input}");
+        return new SampleShape(input.C, (input.H - size) / stride + 1, (input.W - size) / stride + 1);
+    }
+}

@@ -1,0 +1,144 @@
+using DistTrain.Cnn.Layers;
+
+namespace DistTrain.Cnn.Models;
+
+/// A stack of layers over ONE flat parameter vector and ONE flat gradient vector of the same
+/// length; every layer works on its own slice. Zeroing, all-reducing, checkpointing and hashing
+/// the model are therefore single loops over these two arrays.
+public sealed class Model
+{
+    Model(ModelSpec spec, SampleShape input, Layer[] layers, float[] parameters, float[] gradients, ParameterView[] views)
+    {
+        Spec = spec; InputShape = input; Layers = layers; Parameters = parameters; Gradients = gradients; Views = views;
+    }
+
+    public ModelSpec Spec { get; }
+    public string Name => Spec.Name;
+    public SampleShape InputShape { get; }
+    public SampleShape OutputShape => Layers[^1].OutputShape;
+    public IReadOnlyList<Layer> Layers { get; }
+    public float[] Parameters { get; }
+    public float[] Gradients { get; }
+    /// Named slices of <see cref="Parameters"/> ("conv1.weight", ...), in memory order.
+    public IReadOnlyList<ParameterView> Views { get; }
+    public int ParameterCount => Parameters.Length;
+
+    public static Model Create(ModelSpec spec)
+    {
+        var input = new SampleShape(spec.Input[0], spec.Input[1], spec.Input[2]);
+        var layers = new Layer[spec.Layers.Count];
+        var shape = input;
+        var counters = new Dictionary<string, int>();
+        for (int i = 0; i < layers.Length; i++)
+        {
+            var ls = spec.Layers[i];
+            Layer layer;
+            try
+            {
+                layer = CreateLayer(ls);
+                layer.Init = ChooseInit(spec.Layers, i);
+                layer.Build(shape);
+            }
+            catch (ArgumentException e) { throw new ArgumentException($"layer {i + 1} ({ls.Type}): {e.Message}"); }
+            string type = ls.Type.ToLowerInvariant();
+            counters[type] = counters.GetValueOrDefault(type) + 1;
+            layer.Name = $"{ShortName(type)}{counters[type]}";
+            if (layer is Dropout d) d.Salt = i;
+            layers[i] = layer;
+            shape = layer.OutputShape;
+        }
+        layers[0].ComputeInputGradient = false;
+
+        int total = layers.Sum(l => l.ParameterCount);
+        var parameters = new float[total];
+        var gradients = new float[total];
+        var views = new List<ParameterView>();
+        int offset = 0;
+        foreach (var layer in layers)
+        {
+            layer.Bind(parameters, gradients, offset);
+            int o = offset;
+            foreach (var (suffix, dims) in layer.ParameterLayout)
+            {
+                int len = dims.Aggregate(1, (a, b) => a * b);
+                views.Add(new ParameterView($"{layer.Name}.{suffix}", dims, o, len));
+                o += len;
+            }
+            offset += layer.ParameterCount;
+        }
+        return new Model(spec, input, layers, parameters, gradients, views.ToArray());
+    }
+
+    /// Draws all parameters from the seed: layer i uses its own stream derived from (seed, i).
+    public void Initialize(ulong seed)
+    {
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            var rng = new DeterministicRandom(DeterministicRandom.Derive(seed, 0x1A17, (ulong)i));
+            Layers[i].Initialize(ref rng);
+        }
+    }
+
+    public Tensor Forward(Tensor input, in BatchContext context)
+    {
+        if (input.Shape != InputShape)
+            throw new ArgumentException($"model {Name}: expected input {InputShape}, got {input.Shape}");
+        var x = input;
+        foreach (var layer in Layers) x = layer.Forward(x, context);
+        return x;
+    }
+
+    /// Back-propagates the loss gradient; parameter gradients are ADDED to <see cref="Gradients"/>.
+    public void Backward(Tensor gradOutput)
+    {
+        var g = gradOutput;
+        for (int i = Layers.Count - 1; i >= 0; i--) g = Layers[i].Backward(g);
+    }
+
+    public void ZeroGradients() => Array.Clear(Gradients);
+
+    static Layer CreateLayer(LayerSpec s)
+    {
+        int Need(int? v, string field) => v ?? throw new ArgumentException($"missing \"{field}\"");
+        return s.Type.ToLowerInvariant() switch
+        {
+            "conv2d" => new Conv2D(Need(s.Filters, "filters"), Need(s.Kernel, "kernel"), s.Stride ?? 1, s.Padding ?? 0),
+            "maxpool2d" => new MaxPool2D(Need(s.Size, "size"), s.Stride),
+            "avgpool2d" => new AvgPool2D(Need(s.Size, "size"), s.Stride),
+            "dense" => new Dense(Need(s.Units, "units")),
+            "relu" => new ReLU(),
+            "sigmoid" => new Sigmoid(),
+            "tanh" => new Tanh(),
+            "flatten" => new Flatten(),
+            "dropout" => new Dropout(s.Rate ?? throw new ArgumentException("missing \"rate\"")),
+            _ => throw new ArgumentException($"unknown layer type; expected conv2d, maxpool2d, avgpool2d, dense, relu, sigmoid, tanh, flatten or dropout"),
+        };
+    }
+
+    static string ShortName(string type) => type switch
+    {
+        "conv2d" => "conv", "maxpool2d" => "maxpool", "avgpool2d" => "avgpool", _ => type,
+    };
+
+    /// He before ReLU, Xavier before tanh/sigmoid and for the output layer, unless the spec says.
+    static WeightInit ChooseInit(IReadOnlyList<LayerSpec> layers, int index)
+    {
+        switch (layers[index].Init?.ToLowerInvariant())
+        {
+            case null: break;
+            case "he": return WeightInit.He;
+            case "xavier": return WeightInit.Xavier;
+            default: throw new ArgumentException($"init must be \"he\" or \"xavier\", got \"{layers[index].Init}\"");
+        }
+        for (int j = index + 1; j < layers.Count; j++)
+        {
+            switch (layers[j].Type.ToLowerInvariant())
+            {
+                case "relu": return WeightInit.He;
+                case "tanh" or "sigmoid": return WeightInit.Xavier;
+                case "conv2d" or "dense": return WeightInit.Xavier;
+            }
+        }
+        return WeightInit.Xavier;
+    }
+}

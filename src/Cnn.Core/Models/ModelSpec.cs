@@ -1,0 +1,111 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace DistTrain.Cnn.Models;
+
+/// One entry of a model's layer list, as written in a model JSON file:
+/// {"type": "conv2d", "filters": 6, "kernel": 5, "padding": 2}. Unused fields stay null.
+public sealed record LayerSpec
+{
+    public required string Type { get; init; }
+    public int? Filters { get; init; }
+    public int? Kernel { get; init; }
+    public int? Stride { get; init; }
+    public int? Padding { get; init; }
+    public int? Size { get; init; }
+    public int? Units { get; init; }
+    public double? Rate { get; init; }
+    /// "he" or "xavier"; by default He before ReLU, Xavier otherwise.
+    public string? Init { get; init; }
+}
+
+/// A model as data: its name, the shape of one input sample and its layers. This is what a
+/// custom model file holds and what a checkpoint records, so any process can rebuild the model.
+public sealed record ModelSpec
+{
+    public required string Name { get; init; }
+    /// [channels, height, width]
+    public required int[] Input { get; init; }
+    public required IReadOnlyList<LayerSpec> Layers { get; init; }
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// Parses a model description; every problem becomes one ArgumentException line naming `source`.
+    public static ModelSpec FromJson(string json, string source)
+    {
+        ModelSpec? spec;
+        try { spec = JsonSerializer.Deserialize<ModelSpec>(json, Json); }
+        catch (JsonException e) { throw new ArgumentException($"{source}: not a valid model description: {OneLine(e.Message)}"); }
+        if (spec is null) throw new ArgumentException($"{source}: not a valid model description: empty");
+        if (spec.Input is not { Length: 3 } || spec.Input.Any(d => d < 1))
+            throw new ArgumentException($"{source}: \"input\" must be [channels, height, width] with positive sizes");
+        if (spec.Layers.Count == 0) throw new ArgumentException($"{source}: \"layers\" is empty");
+        try { Model.Create(spec); }
+        catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }
+        return spec;
+    }
+
+    public static ModelSpec FromFile(string path)
+    {
+        if (!File.Exists(path)) throw new ArgumentException($"{path}: model file not found");
+        return FromJson(File.ReadAllText(path), path);
+    }
+
+    static string OneLine(string s) => s.ReplaceLineEndings(" ");
+}
+
+/// The built-in models of DESIGN.md.
+public static class Presets
+{
+    public static readonly IReadOnlyList<string> Names = ["lenet5", "mnist-cnn"];
+
+    public static ModelSpec LeNet5 => new()
+    {
+        Name = "lenet5",
+        Input = [1, 28, 28],
+        Layers =
+        [
+            new() { Type = "conv2d", Filters = 6, Kernel = 5, Padding = 2 }, new() { Type = "relu" },
+            new() { Type = "maxpool2d", Size = 2 },
+            new() { Type = "conv2d", Filters = 16, Kernel = 5 }, new() { Type = "relu" },
+            new() { Type = "maxpool2d", Size = 2 },
+            new() { Type = "dense", Units = 120 }, new() { Type = "relu" },
+            new() { Type = "dense", Units = 84 }, new() { Type = "relu" },
+            new() { Type = "dense", Units = 10 },
+        ],
+    };
+
+    public static ModelSpec MnistCnn => new()
+    {
+        Name = "mnist-cnn",
+        Input = [1, 28, 28],
+        Layers =
+        [
+            new() { Type = "conv2d", Filters = 32, Kernel = 3 }, new() { Type = "relu" },
+            new() { Type = "conv2d", Filters = 64, Kernel = 3 }, new() { Type = "relu" },
+            new() { Type = "maxpool2d", Size = 2 },
+            new() { Type = "dropout", Rate = 0.25 },
+            new() { Type = "dense", Units = 128 }, new() { Type = "relu" },
+            new() { Type = "dropout", Rate = 0.5 },
+            new() { Type = "dense", Units = 10 },
+        ],
+    };
+
+    /// A preset name or a path to a model JSON file.
+    public static ModelSpec Resolve(string nameOrFile) => nameOrFile switch
+    {
+        "lenet5" => LeNet5,
+        "mnist-cnn" => MnistCnn,
+        _ when nameOrFile.EndsWith(".json", StringComparison.OrdinalIgnoreCase) => ModelSpec.FromFile(nameOrFile),
+        _ => throw new ArgumentException($"--model: expected lenet5, mnist-cnn or a FILE.json, got '{nameOrFile}'"),
+    };
+}

@@ -1,0 +1,118 @@
+namespace DistTrain.Cnn.Optim;
+
+/// What an optimizer is, as data: recorded in checkpoints and sent to workers.
+public sealed record OptimizerSettings(
+    string Kind = "momentum",        // sgd | momentum | adam | adamw
+    double Momentum = 0.9,
+    bool Nesterov = false,
+    double Beta1 = 0.9,
+    double Beta2 = 0.999,
+    double Epsilon = 1e-8,
+    double WeightDecay = 0.0)
+{
+    public static readonly IReadOnlyList<string> Kinds = ["sgd", "momentum", "adam", "adamw"];
+}
+
+/// Updates ONE flat parameter vector from ONE flat gradient vector; its state is flat too, so
+/// checkpoints and the coordinator can treat it as a few named float arrays.
+public abstract class Optimizer
+{
+    protected Optimizer(OptimizerSettings settings, int length)
+    {
+        Settings = settings;
+        Length = length;
+    }
+
+    public OptimizerSettings Settings { get; }
+    public int Length { get; }
+    /// Updates applied so far (Adam's bias correction uses it).
+    public long Steps { get; set; }
+
+    /// Named state vectors, each of <see cref="Length"/> floats, in a fixed order.
+    public abstract IReadOnlyList<(string Name, float[] Values)> State { get; }
+
+    public void Step(Span<float> parameters, ReadOnlySpan<float> gradients, float learningRate)
+    {
+        if (parameters.Length != Length || gradients.Length != Length)
+            throw new ArgumentException($"optimizer: expected vectors of {Length}, got {parameters.Length} and {gradients.Length}");
+        Steps++;
+        Apply(parameters, gradients, learningRate);
+    }
+
+    protected abstract void Apply(Span<float> p, ReadOnlySpan<float> g, float lr);
+
+    public static Optimizer Create(OptimizerSettings s, int length) => s.Kind switch
+    {
+        "sgd" => new Sgd(s, length),
+        "momentum" => new MomentumSgd(s, length),
+        "adam" or "adamw" => new Adam(s, length),
+        _ => throw new ArgumentException($"--optimizer: expected sgd, momentum, adam or adamw, got '{s.Kind}'"),
+    };
+}
+
+/// p -= lr * (g + wd * p)
+public sealed class Sgd(OptimizerSettings s, int length) : Optimizer(s, length)
+{
+    public override IReadOnlyList<(string Name, float[] Values)> State => [];
+
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    {
+        float wd = (float)Settings.WeightDecay;
+        for (int i = 0; i < p.Length; i++) p[i] -= lr * (g[i] + wd * p[i]);
+    }
+}
+
+/// v = mu * v + (g + wd * p); p -= lr * v, or with Nesterov p -= lr * (g + wd * p + mu * v).
+public sealed class MomentumSgd : Optimizer
+{
+    readonly float[] _velocity;
+
+    public MomentumSgd(OptimizerSettings s, int length) : base(s, length) => _velocity = new float[length];
+
+    public override IReadOnlyList<(string Name, float[] Values)> State => [("velocity", _velocity)];
+
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    {
+        float mu = (float)Settings.Momentum, wd = (float)Settings.WeightDecay;
+        var v = _velocity;
+        for (int i = 0; i < p.Length; i++)
+        {
+            float grad = g[i] + wd * p[i];
+            v[i] = mu * v[i] + grad;
+            p[i] -= Settings.Nesterov ? lr * (grad + mu * v[i]) : lr * v[i];
+        }
+    }
+}
+
+/// Adam with bias correction. "adam" adds wd * p to the gradient (L2); "adamw" decays the
+/// weights directly (p -= lr * wd * p), decoupled from the adaptive step.
+public sealed class Adam : Optimizer
+{
+    readonly float[] _m, _v;
+
+    public Adam(OptimizerSettings s, int length) : base(s, length)
+    {
+        _m = new float[length];
+        _v = new float[length];
+    }
+
+    public override IReadOnlyList<(string Name, float[] Values)> State => [("m", _m), ("v", _v)];
+
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    {
+        double b1 = Settings.Beta1, b2 = Settings.Beta2;
+        bool decoupled = Settings.Kind == "adamw";
+        float wd = (float)Settings.WeightDecay, eps = (float)Settings.Epsilon;
+        float c1 = (float)(1 - Math.Pow(b1, Steps)), c2 = (float)(1 - Math.Pow(b2, Steps));
+        float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1 - b1), ob2 = (float)(1 - b2);
+        for (int i = 0; i < p.Length; i++)
+        {
+            float grad = decoupled ? g[i] : g[i] + wd * p[i];
+            _m[i] = fb1 * _m[i] + ob1 * grad;
+            _v[i] = fb2 * _v[i] + ob2 * grad * grad;
+            float mHat = _m[i] / c1, vHat = _v[i] / c2;
+            if (decoupled) p[i] -= lr * wd * p[i];
+            p[i] -= lr * mHat / (MathF.Sqrt(vHat) + eps);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Layers;
+using DistTrain.Cnn.Losses;
+using DistTrain.Cnn.Models;
+
+namespace DistTrain.Cnn.Training;
+
+/// Runs forward and backward over given samples of a dataset and ADDS their gradient into the
+/// model's gradient vector. Input and loss buffers are reused, so a fixed batch size allocates nothing.
+public sealed class GradientComputer(Model model, ILoss loss)
+{
+    readonly Tensor _input = new(model.InputShape, 1);
+    readonly Tensor _gradLogits = new(model.OutputShape, 1);
+    int[] _labels = [];
+
+    public Model Model => model;
+    public ILoss Loss => loss;
+
+    /// Adds gradScale * d(sum of losses)/d(parameters) over the samples into Model.Gradients.
+    public BatchStats Accumulate(Dataset data, ReadOnlyMemory<int> sampleIds, in BatchContext context, float gradScale)
+    {
+        var logits = ForwardBatch(data, sampleIds, context);
+        double lossSum = loss.Compute(logits, _labels.AsSpan(0, sampleIds.Length), _gradLogits, gradScale, out int correct);
+        model.Backward(_gradLogits);
+        return new BatchStats(lossSum, correct, sampleIds.Length);
+    }
+
+    /// Loss and accuracy without touching gradients (evaluation).
+    public BatchStats Evaluate(Dataset data, ReadOnlyMemory<int> sampleIds)
+    {
+        var logits = ForwardBatch(data, sampleIds, BatchContext.Inference);
+        double lossSum = loss.Compute(logits, _labels.AsSpan(0, sampleIds.Length), _gradLogits, 0f, out int correct);
+        return new BatchStats(lossSum, correct, sampleIds.Length);
+    }
+
+    Tensor ForwardBatch(Dataset data, ReadOnlyMemory<int> sampleIds, in BatchContext context)
+    {
+        int n = sampleIds.Length;
+        if (data.SampleSize != model.InputShape.Size)
+            throw new ArgumentException($"{data.Name}: samples of {data.Height}x{data.Width} do not fit model {model.Name} (input {model.InputShape})");
+        _input.Resize(n);
+        if (_labels.Length < n) _labels = new int[n];
+        data.Gather(sampleIds.Span, _input.Span, _labels.AsSpan(0, n));
+        return model.Forward(_input, context);
+    }
+}

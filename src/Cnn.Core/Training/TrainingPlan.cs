@@ -1,0 +1,33 @@
+using System.Text.Json;
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+
+namespace DistTrain.Cnn.Training;
+
+/// Everything that determines the trained parameters, apart from the data: the same plan on the
+/// same data gives bitwise the same model.
+public sealed record TrainingPlan
+{
+    public required ModelSpec Model { get; init; }
+    public OptimizerSettings Optimizer { get; init; } = new();
+    public double LearningRate { get; init; } = 0.05;
+    public string Schedule { get; init; } = "constant";
+    public long WarmupSteps { get; init; }
+    public string Loss { get; init; } = "cross-entropy";
+    public int Epochs { get; init; } = 2;
+    public int GlobalBatch { get; init; } = 64;
+    public ulong Seed { get; init; } = 1;
+    public long? MaxSteps { get; init; }
+
+    public long TotalSteps(int trainSamples)
+    {
+        long all = (long)Epochs * EpochOrder.StepsPerEpoch(trainSamples, GlobalBatch);
+        return MaxSteps is long k ? Math.Min(k, all) : all;
+    }
+
+    public LearningRateSchedule CreateSchedule(int trainSamples) =>
+        LearningRateSchedule.Parse(Schedule, LearningRate, TotalSteps(trainSamples), WarmupSteps);
+
+    /// The settings that must match for a checkpoint to continue this plan.
+    public string OptimizerJson => JsonSerializer.Serialize(Optimizer);
+}

@@ -1,0 +1,178 @@
+using System.Text.Json;
+using DistTrain.Cnn.Data;
+
+namespace DistTrain.Cnn.Tests.Cli;
+
+/// The command-line contract of DESIGN.md: exit codes, one-line errors, the report's fields.
+public sealed class CliTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("disttrain-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    static (int exit, string stdout, string stderr) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = DistTrain.Coordinator.Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    /// A small valid IDX folder: random pixels, labels cycling through 0..9.
+    string MakeIdxFolder(int train = 96, int test = 32)
+    {
+        var dir = Path.Combine(_dir, "data");
+        Directory.CreateDirectory(dir);
+        var rng = new DeterministicRandom(9);
+        void Split(string prefix, int n)
+        {
+            var pixels = new byte[n * 28 * 28];
+            for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)rng.NextInt(256);
+            IdxFile.WriteImages(Path.Combine(dir, $"{prefix}-images-idx3-ubyte"), n, 28, 28, pixels);
+            IdxFile.WriteLabels(Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"), Enumerable.Range(0, n).Select(i => (byte)(i % 10)).ToArray());
+        }
+        Split("train", train);
+        Split("t10k", test);
+        return dir;
+    }
+
+    static void AssertOneLineError(string stderr, params string[] fragments)
+    {
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{stderr}");
+        Assert.DoesNotContain("   at ", stderr);
+        foreach (var f in fragments) Assert.Contains(f, stderr);
+    }
+
+    [Fact]
+    public void Train_writes_the_report_with_every_field_of_the_contract()
+    {
+        var data = MakeIdxFolder();
+        var report = Path.Combine(_dir, "r.json");
+        var metrics = Path.Combine(_dir, "m.jsonl");
+        var (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "16", "--epochs", "1", "--report", report, "--metrics", metrics, "--seed", "4");
+        Assert.True(exit == 0, stdout + stderr);
+        using var doc = JsonDocument.Parse(File.ReadAllText(report));
+        var root = doc.RootElement;
+        string[] fields = ["status", "dataset", "dataset_sha256", "model", "workers", "epochs", "steps", "global_batch", "seed",
+                           "final_train_loss", "test_loss", "test_accuracy", "wall_seconds", "train_images_per_second",
+                           "parameter_sha256", "replicas_consistent", "worker_failures", "redone_steps"];
+        Assert.Equal(fields.Order(), root.EnumerateObject().Select(p => p.Name).Order());
+        Assert.Equal("completed", root.GetProperty("status").GetString());
+        Assert.Equal("lenet5", root.GetProperty("model").GetString());
+        Assert.Equal(6, root.GetProperty("steps").GetInt64());           // 96 / 16
+        Assert.Equal(16, root.GetProperty("global_batch").GetInt32());
+        Assert.Equal(4UL, root.GetProperty("seed").GetUInt64());
+        Assert.Equal(1, root.GetProperty("workers").GetInt32());
+        Assert.True(root.GetProperty("replicas_consistent").GetBoolean());
+        Assert.Equal(64, root.GetProperty("parameter_sha256").GetString()!.Length);
+        Assert.Equal(DatasetFolder.Load(data).Sha256, root.GetProperty("dataset_sha256").GetString());
+        var lines = File.ReadAllLines(metrics);
+        Assert.Equal(6, lines.Count(l => l.Contains("\"event\":\"step\"")));
+        Assert.Single(lines, l => l.Contains("\"event\":\"epoch\""));
+        foreach (var l in lines) JsonDocument.Parse(l).Dispose();
+    }
+
+    [Fact]
+    public void Same_command_twice_gives_the_same_parameter_hash()
+    {
+        var data = MakeIdxFolder();
+        string Hash(string name)
+        {
+            var r = Path.Combine(_dir, name);
+            Assert.Equal(0, Run("train", "--data", data, "--batch", "16", "--max-steps", "4", "--report", r).exit);
+            return JsonDocument.Parse(File.ReadAllText(r)).RootElement.GetProperty("parameter_sha256").GetString()!;
+        }
+        Assert.Equal(Hash("a.json"), Hash("b.json"));
+    }
+
+    [Fact]
+    public void Wrong_magic_exits_2_with_one_line_naming_the_file()
+    {
+        var data = MakeIdxFolder();
+        var file = Path.Combine(data, "train-images-idx3-ubyte");
+        var bytes = File.ReadAllBytes(file);
+        bytes[3] = 0x01;
+        File.WriteAllBytes(file, bytes);
+        var (exit, _, stderr) = Run("train", "--data", data, "--max-steps", "1");
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "train-images-idx3-ubyte", "0x00000803");
+    }
+
+    [Fact]
+    public void Truncated_labels_exit_2()
+    {
+        var data = MakeIdxFolder();
+        var file = Path.Combine(data, "t10k-labels-idx1-ubyte");
+        var bytes = File.ReadAllBytes(file);
+        File.WriteAllBytes(file, bytes[..^5]);
+        var (exit, _, stderr) = Run("eval", "--checkpoint", Path.Combine(_dir, "none.safetensors"), "--data", data);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "none.safetensors");
+        (exit, _, stderr) = Run("train", "--data", data, "--max-steps", "1");
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "t10k-labels-idx1-ubyte", "truncated");
+    }
+
+    [Theory]
+    [InlineData("--epochs", "0", "--epochs: expected a whole number")]
+    [InlineData("--lr", "abc", "--lr: expected a number")]
+    [InlineData("--optimizer", "rmsprop", "--optimizer: expected sgd|momentum|adam|adamw")]
+    [InlineData("--model", "vgg", "--model: expected lenet5, mnist-cnn or a FILE.json")]
+    [InlineData("--colour", "red", "unknown option --colour")]
+    [InlineData("--schedule", "linear", "--schedule: expected")]
+    [InlineData("--workers", "0", "--workers: expected a whole number")]
+    public void Bad_options_exit_2_with_one_line(string option, string value, string expected)
+    {
+        var data = MakeIdxFolder();
+        var (exit, _, stderr) = Run("train", "--data", data, option, value);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, expected);
+    }
+
+    [Fact]
+    public void Missing_data_folder_exits_2()
+    {
+        var (exit, _, stderr) = Run("train", "--data", Path.Combine(_dir, "nowhere"));
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "nowhere");
+    }
+
+    [Fact]
+    public void Checkpoints_evaluate_and_a_corrupt_one_is_a_one_line_error_and_skipped_on_resume()
+    {
+        var data = MakeIdxFolder();
+        var ckpt = Path.Combine(_dir, "ckpt");
+        Assert.Equal(0, Run("train", "--data", data, "--batch", "16", "--epochs", "2", "--checkpoint-dir", ckpt).exit);
+        var files = Directory.GetFiles(ckpt, "*.safetensors").Order().ToArray();
+        Assert.Equal(["step-00000006.safetensors", "step-00000012.safetensors"], files.Select(Path.GetFileName));
+
+        var (exit, stdout, _) = Run("eval", "--checkpoint", files[1], "--data", data);
+        Assert.Equal(0, exit);
+        Assert.Contains("test_accuracy", stdout);
+
+        // Flip one byte in the newest checkpoint's parameters.
+        var bytes = File.ReadAllBytes(files[1]);
+        bytes[^3] ^= 0x40;
+        File.WriteAllBytes(files[1], bytes);
+        string stderr;
+        (exit, _, stderr) = Run("eval", "--checkpoint", files[1], "--data", data);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "step-00000012.safetensors");
+
+        // --resume skips it with a warning and continues from the epoch-1 checkpoint.
+        (exit, stdout, _) = Run("train", "--data", data, "--batch", "16", "--epochs", "2", "--checkpoint-dir", ckpt, "--resume");
+        Assert.Equal(0, exit);
+        Assert.Contains("warning: skipping checkpoint", stdout);
+        Assert.Contains("resumed at step 6", stdout);
+    }
+
+    [Fact]
+    public void Divergence_exits_3()
+    {
+        var data = MakeIdxFolder();
+        var (exit, stdout, _) = Run("train", "--data", data, "--batch", "16", "--lr", "100000", "--max-steps", "6");
+        Assert.Equal(3, exit);
+        Assert.Contains("diverged", stdout);
+    }
+}

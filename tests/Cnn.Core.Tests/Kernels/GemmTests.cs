@@ -1,0 +1,93 @@
+using DistTrain.Cnn.Kernels;
+
+namespace DistTrain.Cnn.Tests.Kernels;
+
+public class GemmTests
+{
+    static float[] Random(int n, ulong seed)
+    {
+        var rng = new DeterministicRandom(seed);
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = rng.NextFloat() * 2 - 1;
+        return a;
+    }
+
+    // Tolerance: float32 FMA chains of length k against a double-precision reference;
+    // relative error grows like sqrt(k) * 2^-24, so 1e-5 * sqrt(k) with an absolute floor is ample.
+    static void AssertClose(float[] expected, float[] actual, int k)
+    {
+        float tol = 1e-5f * MathF.Sqrt(k) + 1e-6f;
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(MathF.Abs(expected[i] - actual[i]) <= tol * MathF.Max(1, MathF.Abs(expected[i])),
+                $"element {i}: expected {expected[i]}, got {actual[i]}");
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(4, 16, 3)]
+    [InlineData(5, 17, 9)]
+    [InlineData(7, 600, 25)]   // column blocks plus a tail, parallel path
+    [InlineData(13, 37, 150)]
+    [InlineData(64, 1100, 288)]
+    public void NN_matches_reference_with_and_without_accumulate_and_transposed_A(int m, int n, int k)
+    {
+        var a = Random(m * k, 1);
+        var b = Random(k * n, 2);
+        foreach (bool transposed in new[] { false, true })
+        {
+            int rs = transposed ? 1 : k, cs = transposed ? m : 1;   // the same buffer read as A or as (A^T)^T
+            foreach (bool acc in new[] { false, true })
+            {
+                var expected = Random(m * n, 3);
+                var actual = (float[])expected.Clone();
+                GemmReference.NN(a, rs, cs, b, expected, m, n, k, acc);
+                Gemm.NN(a.AsMemory(), rs, cs, b.AsMemory(), actual.AsMemory(), m, n, k, acc);
+                AssertClose(expected, actual, k);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(3, 5, 7)]
+    [InlineData(6, 9, 17)]
+    [InlineData(64, 288, 2304)]
+    [InlineData(10, 120, 84)]
+    public void NT_matches_reference(int m, int n, int k)
+    {
+        var a = Random(m * k, 4);
+        var b = Random(n * k, 5);
+        foreach (bool acc in new[] { false, true })
+        {
+            var expected = Random(m * n, 6);
+            var actual = (float[])expected.Clone();
+            GemmReference.NT(a, b, expected, m, n, k, acc);
+            Gemm.NT(a.AsMemory(), b.AsMemory(), actual.AsMemory(), m, n, k, acc);
+            AssertClose(expected, actual, k);
+        }
+    }
+
+    [Fact]
+    public void Results_are_bitwise_identical_for_one_and_several_threads()
+    {
+        int m = 64, n = 2000, k = 300;
+        var a = Random(m * k, 7);
+        var b = Random(k * n, 8);
+        var bt = Random(n * k, 9);
+        float[] Run(int threads, bool nt)
+        {
+            int saved = Parallelism.MaxThreads;
+            Parallelism.MaxThreads = threads;
+            try
+            {
+                var c = new float[m * n];
+                if (nt) Gemm.NT(a.AsMemory(), bt.AsMemory(), c.AsMemory(), m, n, k, false);
+                else Gemm.NN(a.AsMemory(), k, 1, b.AsMemory(), c.AsMemory(), m, n, k, false);
+                return c;
+            }
+            finally { Parallelism.MaxThreads = saved; }
+        }
+        Assert.Equal(Run(1, false), Run(4, false));
+        Assert.Equal(Run(1, true), Run(4, true));
+    }
+}

@@ -1,0 +1,86 @@
+using DistTrain.Cnn.Layers;
+using DistTrain.Cnn.Models;
+
+namespace DistTrain.Cnn.Tests.Layers;
+
+/// The worked example: x = [[0.2, 0.8], [0.6, 0.1]], kernel [[0.5, -0.3], [0.2, 0.4]], bias 0.1.
+public class ConvWorkedExampleTests
+{
+    static (Model model, Tensor input) Build()
+    {
+        var model = Model.Create(new ModelSpec
+        {
+            Name = "worked", Input = [1, 2, 2],
+            Layers = [new() { Type = "conv2d", Filters = 1, Kernel = 2 }, new() { Type = "relu" }],
+        });
+        new float[] { 0.5f, -0.3f, 0.2f, 0.4f, 0.1f }.CopyTo(model.Parameters, 0);
+        model.Layers[0].ComputeInputGradient = true;
+        var x = new Tensor(new SampleShape(1, 2, 2), 1);
+        new float[] { 0.2f, 0.8f, 0.6f, 0.1f }.CopyTo(x.Span);
+        return (model, x);
+    }
+
+    [Fact]
+    public void Forward_gives_0_12_before_and_after_relu()
+    {
+        var (model, x) = Build();
+        var conv = model.Layers[0].Forward(x, BatchContext.Inference);
+        // 0.2*0.5 + 0.8*(-0.3) + 0.6*0.2 + 0.1*0.4 + 0.1 = 0.1 - 0.24 + 0.12 + 0.04 + 0.1 = 0.12
+        Assert.Equal(0.12f, conv.Span[0], 6);
+        var y = model.Forward(x, BatchContext.Inference);
+        Assert.Equal(0.12f, y.Span[0], 6);
+    }
+
+    [Fact]
+    public void Gradients_of_half_squared_error_to_target_1_match_hand_derivation()
+    {
+        var (model, x) = Build();
+        var y = model.Forward(x, BatchContext.Inference);
+        // L = 0.5 (y - 1)^2, dL/dy = y - 1 = -0.88; ReLU passes it through since y > 0.
+        var g = new Tensor(y.Shape, 1);
+        g.Span[0] = y.Span[0] - 1f;
+        model.ZeroGradients();
+        model.Backward(g);
+        // dL/dW = dL/dy * x, dL/db = dL/dy: one position, so the shared kernel gets one contribution each.
+        float[] expectedW = [-0.88f * 0.2f, -0.88f * 0.8f, -0.88f * 0.6f, -0.88f * 0.1f];  // -0.176 -0.704 -0.528 -0.088
+        for (int i = 0; i < 4; i++) Assert.Equal(expectedW[i], model.Gradients[i], 5);
+        Assert.Equal(-0.88f, model.Gradients[4], 5);
+        // dL/dx = dL/dy * W = [-0.44, 0.264, -0.176, -0.352]
+        var conv = model.Layers[0];
+        var relu = model.Layers[1];
+        var gx = conv.Backward(relu.Backward(g)).Span;
+        float[] expectedX = [-0.44f, 0.264f, -0.176f, -0.352f];
+        for (int i = 0; i < 4; i++) Assert.Equal(expectedX[i], gx[i], 5);
+    }
+
+    [Fact]
+    public void Backward_adds_into_gradients_so_micro_batches_accumulate()
+    {
+        var (model, x) = Build();
+        var y = model.Forward(x, BatchContext.Inference);
+        var g = new Tensor(y.Shape, 1);
+        g.Span[0] = -0.88f;
+        model.ZeroGradients();
+        model.Backward(g);
+        var once = (float[])model.Gradients.Clone();
+        model.Forward(x, BatchContext.Inference);
+        model.Backward(g);
+        for (int i = 0; i < once.Length; i++) Assert.Equal(2 * once[i], model.Gradients[i], 6);
+    }
+
+    [Fact]
+    public void Shared_kernel_gradient_sums_every_position()
+    {
+        // A 1x3x3 input of ones, a 2x2 kernel: 4 positions, each contributing x = 1 to every
+        // kernel weight, so with dL/dy = 1 everywhere each weight's gradient is exactly 4.
+        var model = Model.Create(new ModelSpec { Name = "share", Input = [1, 3, 3], Layers = [new() { Type = "conv2d", Filters = 1, Kernel = 2 }] });
+        var x = new Tensor(new SampleShape(1, 3, 3), 1);
+        x.Span.Fill(1f);
+        var y = model.Forward(x, BatchContext.Inference);
+        var g = new Tensor(y.Shape, 1);
+        g.Span.Fill(1f);
+        model.ZeroGradients();
+        model.Backward(g);
+        Assert.Equal(new[] { 4f, 4f, 4f, 4f, 4f }, model.Gradients);
+    }
+}

@@ -1,0 +1,104 @@
+using DistTrain.Cnn.Optim;
+
+namespace DistTrain.Cnn.Tests.Optim;
+
+/// First and second steps computed by hand for p0 = 1, g = 0.5 then 0.25, lr = 0.1.
+public class OptimizerTests
+{
+    static float[] TwoSteps(OptimizerSettings s, float lr = 0.1f)
+    {
+        var opt = Optimizer.Create(s, 1);
+        var p = new[] { 1f };
+        opt.Step(p, [0.5f], lr);
+        float first = p[0];
+        opt.Step(p, [0.25f], lr);
+        return [first, p[0]];
+    }
+
+    [Fact]
+    public void Sgd() => Assert.Equal([0.95f, 0.925f], TwoSteps(new("sgd")), new FloatComparer(1e-6f));
+
+    [Fact]
+    public void Sgd_with_weight_decay()
+    {
+        // g' = g + 0.1 p: step 1: 1 - 0.1 (0.5 + 0.1) = 0.94; step 2: 0.94 - 0.1 (0.25 + 0.094) = 0.9056
+        Assert.Equal([0.94f, 0.9056f], TwoSteps(new("sgd", WeightDecay: 0.1)), new FloatComparer(1e-6f));
+    }
+
+    [Fact]
+    public void Momentum()
+    {
+        // v1 = 0.5, p1 = 1 - 0.05 = 0.95; v2 = 0.9*0.5 + 0.25 = 0.7, p2 = 0.95 - 0.07 = 0.88
+        Assert.Equal([0.95f, 0.88f], TwoSteps(new("momentum", Momentum: 0.9)), new FloatComparer(1e-6f));
+    }
+
+    [Fact]
+    public void Nesterov()
+    {
+        // v1 = 0.5, p1 = 1 - 0.1 (0.5 + 0.45) = 0.905; v2 = 0.7, p2 = 0.905 - 0.1 (0.25 + 0.63) = 0.817
+        Assert.Equal([0.905f, 0.817f], TwoSteps(new("momentum", Momentum: 0.9, Nesterov: true)), new FloatComparer(1e-6f));
+    }
+
+    [Fact]
+    public void Adam_with_bias_correction()
+    {
+        // t=1: m = 0.05, v = 0.00025; mhat = 0.5, vhat = 0.25; p = 1 - 0.1 * 0.5 / (0.5 + 1e-8) = 0.9
+        // t=2: m = 0.045 + 0.025 = 0.07, v = 0.00024975 + 0.0000625 = 0.00031225
+        //      mhat = 0.07 / 0.19 = 0.368421, vhat = 0.00031225 / 0.001999 = 0.156203; sqrt = 0.395225
+        //      p = 0.9 - 0.1 * 0.368421 / 0.395225 = 0.9 - 0.093218 = 0.806782
+        Assert.Equal([0.9f, 0.806782f], TwoSteps(new("adam")), new FloatComparer(2e-6f));
+    }
+
+    [Fact]
+    public void AdamW_decays_weights_decoupled()
+    {
+        // t=1: p = 1 - 0.1*0.1*1 = 0.99, then - 0.1 * 0.5/0.5 = 0.89
+        // t=2: p = 0.89 - 0.1*0.1*0.89 = 0.8811, then - 0.093218 = 0.787882
+        Assert.Equal([0.89f, 0.787882f], TwoSteps(new("adamw", WeightDecay: 0.1)), new FloatComparer(2e-6f));
+    }
+
+    [Fact]
+    public void Unknown_kind_is_a_clear_error()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Optimizer.Create(new("rmsprop"), 1));
+        Assert.Contains("expected sgd, momentum, adam or adamw", e.Message);
+    }
+
+    sealed class FloatComparer(float tol) : IEqualityComparer<float>
+    {
+        public bool Equals(float x, float y) => MathF.Abs(x - y) <= tol;
+        public int GetHashCode(float obj) => 0;
+    }
+}
+
+public class ScheduleTests
+{
+    [Fact]
+    public void Constant_step_cosine_and_warmup()
+    {
+        Assert.Equal(0.1, LearningRateSchedule.Parse("constant", 0.1, 100, 0).At(57), 12);
+        var step = LearningRateSchedule.Parse("step:10:0.5", 0.1, 100, 0);
+        Assert.Equal(0.1, step.At(9), 12);
+        Assert.Equal(0.05, step.At(10), 12);
+        Assert.Equal(0.025, step.At(25), 12);
+        var cos = LearningRateSchedule.Parse("cosine", 0.1, 100, 0);
+        Assert.Equal(0.1, cos.At(0), 12);
+        Assert.Equal(0.05, cos.At(50), 12);
+        Assert.Equal(0.0, cos.At(100), 12);
+        var cosMin = LearningRateSchedule.Parse("cosine:0.01", 0.1, 100, 0);
+        Assert.Equal(0.01, cosMin.At(100), 12);
+        var warm = LearningRateSchedule.Parse("constant", 0.1, 100, 4);
+        Assert.Equal([0.025, 0.05, 0.075, 0.1, 0.1], Enumerable.Range(0, 5).Select(s => Math.Round(warm.At(s), 12)));
+    }
+
+    [Theory]
+    [InlineData("linear")]
+    [InlineData("step:0:0.5")]
+    [InlineData("step:10")]
+    [InlineData("cosine:-1")]
+    public void Bad_schedule_is_a_clear_error(string text)
+    {
+        var e = Assert.Throws<ArgumentException>(() => LearningRateSchedule.Parse(text, 0.1, 100, 0));
+        Assert.StartsWith("--schedule: expected", e.Message);
+    }
+}

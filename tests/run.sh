@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one command that runs every test: fetches real MNIST if absent (tests use it where
+# present), builds Release, runs all test projects, and ends with "N passed, N failed".
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash deploy/fetch-mnist.sh
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+dotnet test DistTrain.sln -c Release --nologo "$@" 2>&1 | tee "$log" || status=$?
+
+# dotnet test prints one summary per test assembly; add them up into the plain closing line.
+passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+echo "tests: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+exit $status
