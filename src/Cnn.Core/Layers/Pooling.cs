@@ -1,9 +1,9 @@
 namespace DistTrain.Cnn.Layers;
 
-/// Max pooling over size x size windows. The gradient goes to the first maximum of each window.
-public sealed class MaxPool2D : Layer
+/// Pooling over size x size windows moved by stride (default: size, non-overlapping).
+public abstract class Pool2D : Layer
 {
-    public MaxPool2D(int size, int? stride = null)
+    protected Pool2D(int size, int? stride)
     {
         if (size < 1) throw new ArgumentException($"size must be >= 1, got {size}");
         Size = size; Stride = stride ?? size;
@@ -13,8 +13,16 @@ public sealed class MaxPool2D : Layer
     public int Size { get; }
     public int Stride { get; }
 
-    protected override SampleShape OutputShapeFor(SampleShape input) => PoolShape.Output("maxpool2d", input, Size, Stride);
+    protected override SampleShape OutputShapeFor(SampleShape input)
+    {
+        if (input.H < Size || input.W < Size) throw new ArgumentException($"window {Size} does not fit input {input}");
+        return new SampleShape(input.C, (input.H - Size) / Stride + 1, (input.W - Size) / Stride + 1);
+    }
+}
 
+/// Max pooling. The gradient goes to the first maximum of each window.
+public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, stride)
+{
     Tensor? _output, _gradInput;
     int[] _argmax = [];
 
@@ -57,21 +65,9 @@ public sealed class MaxPool2D : Layer
     }
 }
 
-/// Average pooling over size x size windows.
-public sealed class AvgPool2D : Layer
+/// Average pooling: each output is the mean of its window.
+public sealed class AvgPool2D(int size, int? stride = null) : Pool2D(size, stride)
 {
-    public AvgPool2D(int size, int? stride = null)
-    {
-        if (size < 1) throw new ArgumentException($"size must be >= 1, got {size}");
-        Size = size; Stride = stride ?? size;
-        if (Stride < 1) throw new ArgumentException($"stride must be >= 1, got {Stride}");
-    }
-
-    public int Size { get; }
-    public int Stride { get; }
-
-    protected override SampleShape OutputShapeFor(SampleShape input) => PoolShape.Output("avgpool2d", input, Size, Stride);
-
     Tensor? _output, _gradInput;
 
     public override Tensor Forward(Tensor input, in BatchContext context)
@@ -122,15 +118,5 @@ public sealed class AvgPool2D : Layer
                 }
         }
         return gradInput;
-    }
-}
-
-static class PoolShape
-{
-    public static SampleShape Output(string kind, SampleShape input, int size, int stride)
-    {
-        if (input.H < size || input.W < size)
-            throw new ArgumentException($"window {size} does not fit input {input}");
-        return new SampleShape(input.C, (input.H - size) / stride + 1, (input.W - size) / stride + 1);
     }
 }

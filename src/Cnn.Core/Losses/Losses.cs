@@ -26,10 +26,10 @@ public static class LossFunctions
     }
 }
 
-/// Softmax followed by cross-entropy, fused: d/dz = softmax(z) - onehot(y).
-public sealed class SoftmaxCrossEntropy : ILoss
+/// A loss that is a sum over samples of a function of one sample's logits and label.
+public abstract class PerSampleLoss : ILoss
 {
-    public string Name => "cross-entropy";
+    public abstract string Name { get; }
 
     public double Compute(Tensor logits, ReadOnlySpan<int> labels, Tensor gradLogits, float gradScale, out int correct)
     {
@@ -42,55 +42,50 @@ public sealed class SoftmaxCrossEntropy : ILoss
         for (int s = 0; s < n; s++)
         {
             var row = z.Slice(s * classes, classes);
-            var grow = g.Slice(s * classes, classes);
             int label = labels[s];
             if ((uint)label >= (uint)classes) throw new ArgumentException($"label {label} out of range for {classes} classes");
-            float max = row[0];
-            for (int j = 1; j < classes; j++) max = MathF.Max(max, row[j]);
-            double sum = 0;
-            for (int j = 0; j < classes; j++) sum += Math.Exp(row[j] - max);
-            double logSum = Math.Log(sum) + max;
-            total += logSum - row[label];
-            for (int j = 0; j < classes; j++)
-            {
-                double p = Math.Exp(row[j] - logSum);
-                grow[j] = (float)((p - (j == label ? 1 : 0)) * gradScale);
-            }
+            total += Sample(row, label, g.Slice(s * classes, classes), gradScale);
             if (LossFunctions.ArgMax(row) == label) correct++;
         }
         return total;
     }
+
+    /// The loss of one sample; writes gradScale * d(loss)/d(z) into grad.
+    protected abstract double Sample(ReadOnlySpan<float> z, int label, Span<float> grad, float gradScale);
+}
+
+/// Softmax followed by cross-entropy, fused: d/dz = softmax(z) - onehot(y). Log-sum-exp in double.
+public sealed class SoftmaxCrossEntropy : PerSampleLoss
+{
+    public override string Name => "cross-entropy";
+
+    protected override double Sample(ReadOnlySpan<float> z, int label, Span<float> grad, float gradScale)
+    {
+        float max = z[0];
+        for (int j = 1; j < z.Length; j++) max = MathF.Max(max, z[j]);
+        double sum = 0;
+        for (int j = 0; j < z.Length; j++) sum += Math.Exp(z[j] - max);
+        double logSum = Math.Log(sum) + max;
+        for (int j = 0; j < z.Length; j++)
+            grad[j] = (float)((Math.Exp(z[j] - logSum) - (j == label ? 1 : 0)) * gradScale);
+        return logSum - z[label];
+    }
 }
 
 /// Mean squared error against one-hot targets: per sample (1/K) sum_j (z_j - t_j)^2.
-public sealed class MeanSquaredError : ILoss
+public sealed class MeanSquaredError : PerSampleLoss
 {
-    public string Name => "mse";
+    public override string Name => "mse";
 
-    public double Compute(Tensor logits, ReadOnlySpan<int> labels, Tensor gradLogits, float gradScale, out int correct)
+    protected override double Sample(ReadOnlySpan<float> z, int label, Span<float> grad, float gradScale)
     {
-        int n = logits.N, classes = logits.Shape.Size;
-        gradLogits.Resize(n);
-        ReadOnlySpan<float> z = logits.Span;
-        Span<float> g = gradLogits.Span;
-        double total = 0;
-        correct = 0;
-        for (int s = 0; s < n; s++)
+        double sum = 0;
+        for (int j = 0; j < z.Length; j++)
         {
-            var row = z.Slice(s * classes, classes);
-            var grow = g.Slice(s * classes, classes);
-            int label = labels[s];
-            if ((uint)label >= (uint)classes) throw new ArgumentException($"label {label} out of range for {classes} classes");
-            double sum = 0;
-            for (int j = 0; j < classes; j++)
-            {
-                double d = row[j] - (j == label ? 1.0 : 0.0);
-                sum += d * d;
-                grow[j] = (float)(2 * d / classes * gradScale);
-            }
-            total += sum / classes;
-            if (LossFunctions.ArgMax(row) == label) correct++;
+            double d = z[j] - (j == label ? 1.0 : 0.0);
+            sum += d * d;
+            grad[j] = (float)(2 * d / z.Length * gradScale);
         }
-        return total;
+        return sum / z.Length;
     }
 }

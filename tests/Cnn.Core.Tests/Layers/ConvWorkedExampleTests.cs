@@ -84,3 +84,44 @@ public class ConvWorkedExampleTests
         Assert.Equal(new[] { 4f, 4f, 4f, 4f, 4f }, model.Gradients);
     }
 }
+
+/// The fast convolution (im2col + GEMM) against a direct six-loop convolution in double precision.
+public class ConvAgainstDirectLoopTests
+{
+    [Theory]
+    [InlineData(1, 6, 6, 2, 3, 1, 0)]
+    [InlineData(3, 7, 5, 4, 3, 2, 1)]
+    [InlineData(2, 5, 8, 3, 5, 1, 2)]
+    public void Forward_equals_direct_convolution(int inC, int h, int w, int outC, int k, int stride, int pad)
+    {
+        var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
+        model.Initialize(3);
+        var rng = new DeterministicRandom(4);
+        for (int i = 0; i < model.Parameters.Length; i++) model.Parameters[i] += rng.NextFloat() - 0.5f;
+        int n = 2;
+        var x = new Tensor(new SampleShape(inC, h, w), n);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextFloat() * 2 - 1;
+        var y = model.Forward(x, BatchContext.Inference);
+        int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+        Assert.Equal(new SampleShape(outC, oh, ow), y.Shape);
+        float[] p = model.Parameters;
+        int biasAt = outC * inC * k * k;
+        for (int s = 0; s < n; s++)
+            for (int co = 0; co < outC; co++)
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++)
+                    {
+                        double sum = p[biasAt + co];
+                        for (int ci = 0; ci < inC; ci++)
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++)
+                                {
+                                    int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                    sum += (double)p[((co * inC + ci) * k + ky) * k + kx] * x.Span[((s * inC + ci) * h + iy) * w + ix];
+                                }
+                        float got = y.Span[((s * outC + co) * oh + oy) * ow + ox];
+                        Assert.True(Math.Abs(got - sum) <= 1e-5 * (1 + Math.Abs(sum)), $"[{s},{co},{oy},{ox}]: {got} vs {sum}");
+                    }
+    }
+}
