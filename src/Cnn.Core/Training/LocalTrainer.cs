@@ -12,7 +12,8 @@ public readonly record struct StepReport(long Step, long TotalSteps, int Epoch, 
 public readonly record struct EpochReport(int Epoch, long Step, BatchStats Train, BatchStats Test, double Seconds, double ImagesPerSecond);
 
 /// Synchronous SGD in this process: the reference the distributed trainer must reproduce.
-/// Step t trains on the t-th global batch of the (seed, epoch) order; nothing else decides it.
+/// Step t trains on the t-th global batch of the (seed, epoch) order, cut into fixed micro-batches
+/// whose gradients are summed exactly; nothing else decides the update.
 public sealed class LocalTrainer
 {
     readonly TrainingPlan _plan;
@@ -20,6 +21,7 @@ public sealed class LocalTrainer
     readonly GradientComputer _computer;
     readonly LearningRateSchedule _schedule;
     readonly int[] _order;
+    readonly long[] _gradientSum;
     readonly int _stepsPerEpoch;
     int _orderEpoch = -1;
 
@@ -28,6 +30,7 @@ public sealed class LocalTrainer
         _plan = plan;
         _data = data;
         if (plan.GlobalBatch < 1) throw new ArgumentException($"--batch: expected a positive number, got {plan.GlobalBatch}");
+        if (plan.MicroBatch < 1) throw new ArgumentException($"--micro-batch: expected a positive number, got {plan.MicroBatch}");
         _stepsPerEpoch = EpochOrder.StepsPerEpoch(data.Train.Count, plan.GlobalBatch);
         if (_stepsPerEpoch == 0)
             throw new ArgumentException($"--batch: {plan.GlobalBatch} is larger than the {data.Train.Count} training samples of {data.Name}");
@@ -46,6 +49,7 @@ public sealed class LocalTrainer
         _computer = new GradientComputer(Model, LossFunctions.Create(plan.Loss));
         _schedule = plan.CreateSchedule(data.Train.Count);
         _order = new int[data.Train.Count];
+        _gradientSum = new long[Model.ParameterCount];
         TotalSteps = plan.TotalSteps(data.Train.Count);
     }
 
@@ -79,10 +83,19 @@ public sealed class LocalTrainer
             var ids = _order.AsMemory(position * batch, batch);
 
             stepClock.Restart();
-            Model.ZeroGradients();
-            var stats = _computer.Accumulate(_data.Train, ids, new BatchContext(true, _plan.Seed, epoch, t, ids), scale);
-            if (!double.IsFinite(stats.LossSum) || !Finite.All(Model.Gradients))
+            var stats = new BatchStats();
+            bool finite = true;
+            Array.Clear(_gradientSum);
+            for (int first = 0; first < batch && finite; first += _plan.MicroBatch)
+            {
+                var micro = ids.Slice(first, Math.Min(_plan.MicroBatch, batch - first));
+                Model.ZeroGradients();
+                stats += _computer.Accumulate(_data.Train, micro, new BatchContext(true, _plan.Seed, epoch, t, micro), scale);
+                finite = FixedPointGradient.Accumulate(Model.Gradients, _gradientSum);
+            }
+            if (!finite || !double.IsFinite(stats.LossSum))
                 throw new TrainingDivergedException($"training diverged at step {t + 1} (epoch {epoch + 1}): loss is {stats.MeanLoss}; lower --lr");
+            FixedPointGradient.ToFloat(_gradientSum, Model.Gradients);
             double lr = _schedule.At(t);
             Optimizer.Step(Model.Parameters, Model.Gradients, (float)lr);
             Step = t + 1;

@@ -9,13 +9,13 @@ namespace DistTrain.Cnn.Training;
 /// A saved point of training: parameters (one tensor per named view of the flat vector),
 /// optimizer state ("optimizer.NAME", flat) and the metadata needed to rebuild and continue.
 public sealed record TrainingCheckpoint(
-    Model Model, Optimizer? Optimizer, long Step, int Epoch, ulong Seed, int GlobalBatch,
+    Model Model, Optimizer? Optimizer, long Step, int Epoch, ulong Seed, int GlobalBatch, int MicroBatch,
     string Dataset, string DatasetSha256, string Path)
 {
     public const string Format = "disttrain-checkpoint-1";
 
     public static void Save(string path, Model model, Optimizer optimizer, long step, int epoch, ulong seed,
-                            int globalBatch, string dataset, string datasetSha256)
+                            int globalBatch, int microBatch, string dataset, string datasetSha256)
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
         foreach (var v in model.Views) tensors.Add((v.Name, v.Shape, model.Parameters.AsMemory(v.Offset, v.Length)));
@@ -30,6 +30,7 @@ public sealed record TrainingCheckpoint(
             ["optimizer_steps"] = optimizer.Steps.ToString(CultureInfo.InvariantCulture),
             ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
             ["global_batch"] = globalBatch.ToString(CultureInfo.InvariantCulture),
+            ["micro_batch"] = microBatch.ToString(CultureInfo.InvariantCulture),
             ["dataset"] = dataset,
             ["dataset_sha256"] = datasetSha256,
             ["parameter_sha256"] = ParameterHash.Sha256Hex(model.Parameters),
@@ -93,6 +94,7 @@ public sealed record TrainingCheckpoint(
             Parse("epoch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x >= 0 ? x : (int?)null),
             Parse("seed", s => ulong.TryParse(s, CultureInfo.InvariantCulture, out var x) ? x : (ulong?)null),
             Parse("global_batch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x > 0 ? x : (int?)null),
+            Parse("micro_batch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x > 0 ? x : (int?)null),
             Meta("dataset"), Meta("dataset_sha256"), path);
     }
 }

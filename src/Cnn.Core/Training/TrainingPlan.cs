@@ -16,8 +16,14 @@ public sealed record TrainingPlan
     public string Loss { get; init; } = "cross-entropy";
     public int Epochs { get; init; } = 2;
     public int GlobalBatch { get; init; } = 64;
+    /// The global batch is cut into micro-batches of this size (the last may be smaller). Their
+    /// gradients are summed exactly (FixedPointGradient), so the result does not depend on which
+    /// process computes which micro-batch: the unit of work of the distributed trainer.
+    public int MicroBatch { get; init; } = 16;
     public ulong Seed { get; init; } = 1;
     public long? MaxSteps { get; init; }
+
+    public int MicroBatchCount => (GlobalBatch + MicroBatch - 1) / MicroBatch;
 
     public long TotalSteps(int trainSamples)
     {

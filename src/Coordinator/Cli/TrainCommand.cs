@@ -14,7 +14,7 @@ public static class TrainCommand
 {
     static readonly HashSet<string> ValueOptions =
     [
-        "--data", "--model", "--epochs", "--batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
+        "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
         "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
         "--metrics", "--report", "--threads",
     ];
@@ -27,12 +27,13 @@ public static class TrainCommand
           --model NAME|FILE     lenet5 (default), mnist-cnn, or a model FILE.json
           --epochs E            passes over the training set (default 2)
           --batch B             global batch size (default 64)
-          --lr X                learning rate (default 0.05)
+          --micro-batch M       unit of work whose gradients are summed exactly (default 16)
+          --lr X                peak learning rate (default 0.03)
           --optimizer KIND      sgd | momentum (default) | adam | adamw
           --momentum M          momentum factor (default 0.9); --nesterov for Nesterov momentum
           --weight-decay W      weight decay (default 0)
-          --schedule S          constant (default) | step:EVERY:GAMMA | cosine | cosine:MIN
-          --warmup STEPS        linear learning-rate warm-up (default 0)
+          --schedule S          cosine (default) | cosine:MIN | constant | step:EVERY:GAMMA
+          --warmup STEPS        linear learning-rate warm-up (default: 5% of the run's steps)
           --loss L              cross-entropy (default) | mse
           --seed S              seed of initialisation, shuffling and dropout (default 1)
           --max-steps K         stop after K steps
@@ -59,12 +60,12 @@ public static class TrainCommand
                 Momentum: a.Double("--momentum", 0.9, 0, 1, minExclusive: false),
                 Nesterov: a.Flag("--nesterov"),
                 WeightDecay: a.Double("--weight-decay", 0, 0, 1)),
-            LearningRate = a.Double("--lr", 0.05, 0, double.MaxValue, minExclusive: true),
-            Schedule = a.String("--schedule", "constant"),
-            WarmupSteps = a.Long("--warmup", min: 0) ?? 0,
+            LearningRate = a.Double("--lr", 0.03, 0, double.MaxValue, minExclusive: true),
+            Schedule = a.String("--schedule", "cosine"),
             Loss = a.Choice("--loss", "cross-entropy", ["cross-entropy", "mse"]),
             Epochs = a.Int("--epochs", 2, min: 1, max: 100_000),
             GlobalBatch = a.Int("--batch", 64, min: 1, max: 1 << 20),
+            MicroBatch = a.Int("--micro-batch", 16, min: 1, max: 1 << 20),
             Seed = a.ULong("--seed", 1),
             MaxSteps = a.Long("--max-steps", min: 1),
         };
@@ -73,7 +74,10 @@ public static class TrainCommand
         if (resume && checkpointDir is null) throw new UsageException("--resume needs --checkpoint-dir DIR");
         string? metricsPath = a.String("--metrics"), reportPath = a.String("--report");
 
+        long? warmup = a.Long("--warmup", min: 0);
         var data = DataLocator.Load(a.String("--data"), output);
+        // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
+        plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
         if (data.Train.SampleSize != plan.Model.Input.Aggregate(1, (x, y) => x * y))
             throw new UsageException($"--model {plan.Model.Name}: expects {string.Join("x", plan.Model.Input)} inputs, {data.Name} has {data.Train.Height}x{data.Train.Width}");
         try { plan.CreateSchedule(data.Train.Count); }
@@ -119,7 +123,7 @@ public static class TrainCommand
         };
         if (checkpoints is not null)
             trainer.CheckpointDue = step => checkpoints.Save(path => TrainingCheckpoint.Save(path, trainer.Model, trainer.Optimizer, step,
-                (int)((step - 1) / trainer.StepsPerEpoch), plan.Seed, plan.GlobalBatch, data.Name, data.Sha256), step);
+                (int)((step - 1) / trainer.StepsPerEpoch), plan.Seed, plan.GlobalBatch, plan.MicroBatch, data.Name, data.Sha256), step);
 
         string status = "completed";
         int exit = ExitCodes.Done;
@@ -167,6 +171,7 @@ public static class TrainCommand
         Same("model", c.Model.Spec.ToJson(), plan.Model.ToJson());
         Same("seed", c.Seed, plan.Seed);
         Same("global batch", c.GlobalBatch, plan.GlobalBatch);
+        Same("micro-batch", c.MicroBatch, plan.MicroBatch);
         Same("dataset sha256", c.DatasetSha256, data.Sha256);
         Same("optimizer", System.Text.Json.JsonSerializer.Serialize(c.Optimizer!.Settings), plan.OptimizerJson);
     }

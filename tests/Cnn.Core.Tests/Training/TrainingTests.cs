@@ -66,7 +66,7 @@ public sealed class TrainingTests : IDisposable
         var t = new LocalTrainer(Plan(maxSteps: 10), Data);
         t.Run();
         var path = Path.Combine(_dir, "c.safetensors");
-        TrainingCheckpoint.Save(path, t.Model, t.Optimizer, t.Step, 0, 1, 32, Data.Name, Data.Sha256);
+        TrainingCheckpoint.Save(path, t.Model, t.Optimizer, t.Step, 0, 1, 32, 16, Data.Name, Data.Sha256);
         var loaded = TrainingCheckpoint.Load(path);
         Assert.Equal(t.Model.Parameters, loaded.Model.Parameters);
         Assert.Equal(t.Optimizer.State[0].Values, loaded.Optimizer!.State[0].Values);
@@ -87,7 +87,7 @@ public sealed class TrainingTests : IDisposable
         var first = new LocalTrainer(plan with { MaxSteps = 13 }, Data);
         first.Run();
         var path = Path.Combine(_dir, "mid.safetensors");
-        TrainingCheckpoint.Save(path, first.Model, first.Optimizer, first.Step, 0, plan.Seed, plan.GlobalBatch, Data.Name, Data.Sha256);
+        TrainingCheckpoint.Save(path, first.Model, first.Optimizer, first.Step, 0, plan.Seed, plan.GlobalBatch, plan.MicroBatch, Data.Name, Data.Sha256);
         var resumed = new LocalTrainer(plan, Data, TrainingCheckpoint.Load(path));
         resumed.Run();
         Assert.Equal(uninterrupted, ParameterHash.Sha256Hex(resumed.Model.Parameters));
