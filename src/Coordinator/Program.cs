@@ -12,6 +12,7 @@ public static class Program
 
         usage: disttrain <command> [options]
           train     train a model (see disttrain train --help)
+          worker    join a running coordinator as a worker
           eval      evaluate a checkpoint on a dataset's test split
         """;
 
@@ -28,9 +29,11 @@ public static class Program
             {
                 "train" when WantsHelp(rest) => Help(output, TrainCommand.Usage),
                 "train" => TrainCommand.Run(rest, output),
+                "worker" when WantsHelp(rest) => Help(output, WorkerCommand.Usage),
+                "worker" => WorkerCommand.Run(rest, output),
                 "eval" when WantsHelp(rest) => Help(output, EvalCommand.Usage),
                 "eval" => EvalCommand.Run(rest, output),
-                _ => throw new UsageException($"unknown command '{args[0]}'; expected train or eval (disttrain --help)"),
+                _ => throw new UsageException($"unknown command '{args[0]}'; expected train, worker or eval (disttrain --help)"),
             };
         }
         catch (Exception e) when (e is UsageException or DataFormatException or CheckpointFormatException)

@@ -66,7 +66,9 @@ public sealed class Dataset
     /// A seeded synthetic dataset that a small CNN learns quickly: each class has a fixed
     /// prototype (three bright blobs at class-specific places); each sample is its class's
     /// prototype shifted by up to 2 pixels, plus noise. Same arguments -> the same bytes.
-    public static Dataset Synthetic(string name, int count, int seed, int height = 28, int width = 28, int classes = 10)
+    /// `normalization` gives the (mean, std) to normalise with (a test split uses its training split's); by default the sample's own.
+    public static Dataset Synthetic(string name, int count, int seed, int height = 28, int width = 28, int classes = 10,
+                                    (float Mean, float Std)? normalization = null)
     {
         var protoRng = new DeterministicRandom(DeterministicRandom.Derive((ulong)seed, 0xC1A55));
         var prototypes = new byte[classes][];
@@ -101,7 +103,7 @@ public sealed class Dataset
                     dst[y * width + x] = (byte)Math.Min(255, v);
                 }
         }
-        var (mean, std) = Statistics(pixels);
+        var (mean, std) = normalization ?? Statistics(pixels);
         return new Dataset(name, height, width, classes, pixels, labels, mean, std);
     }
 }

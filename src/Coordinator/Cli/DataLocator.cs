@@ -9,18 +9,20 @@ public static class DataLocator
 {
     public const string DefaultFolder = "data/mnist";
 
-    public static DatasetFolder Load(string? dataOption, TextWriter log)
+    public static DatasetFolder Load(string? dataOption, TextWriter log) => Load(dataOption, log, out _);
+
+    /// Also says which folder was used, so worker processes on this machine can read the same files.
+    public static DatasetFolder Load(string? dataOption, TextWriter log, out string? folder)
     {
-        if (dataOption is not null)
-        {
-            if (dataOption == "synthetic") return DatasetFolder.Synthetic(6000, 1000, seed: 1);
-            return DatasetFolder.Load(dataOption);
-        }
+        folder = dataOption is null ? DefaultFolder : Path.GetFullPath(dataOption);
+        if (dataOption is not null) return DatasetFolder.Load(dataOption);
+        folder = Path.GetFullPath(DefaultFolder);
         if (Directory.Exists(DefaultFolder)) return DatasetFolder.Load(DefaultFolder);
 
         var root = FindRepositoryRoot() ?? throw new UsageException(
             $"{DefaultFolder}: dataset folder not found and no deploy/fetch-mnist.sh to fetch it; pass --data DIR");
         var target = Path.Combine(root, DefaultFolder);
+        folder = target;
         if (!File.Exists(Path.Combine(target, "t10k-labels-idx1-ubyte")))
         {
             log.WriteLine($"fetching MNIST into {target} (deploy/fetch-mnist.sh) ...");

@@ -5,7 +5,10 @@ using DistTrain.Cnn.Kernels;
 using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
 using DistTrain.Cnn.Training;
+using System.Security.Cryptography;
+using DistTrain.Coordinator.Cluster;
 using DistTrain.Coordinator.Reporting;
+using DistTrain.Worker;
 
 namespace DistTrain.Coordinator.Cli;
 
@@ -16,7 +19,7 @@ public static class TrainCommand
     [
         "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
         "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
-        "--metrics", "--report", "--threads",
+        "--metrics", "--report", "--threads", "--remote-workers", "--allreduce", "--host", "--port",
     ];
     static readonly HashSet<string> Flags = ["--in-process", "--resume", "--nesterov"];
 
@@ -28,8 +31,8 @@ public static class TrainCommand
           --epochs E            passes over the training set (default 2)
           --batch B             global batch size (default 64)
           --micro-batch M       unit of work whose gradients are summed exactly (default 16)
-          --lr X                peak learning rate (default 0.03)
-          --optimizer KIND      sgd | momentum (default) | adam | adamw
+          --lr X                peak learning rate (default: 0.03; mnist-cnn 0.002)
+          --optimizer KIND      sgd | momentum | adam | adamw (default: momentum; mnist-cnn adam)
           --momentum M          momentum factor (default 0.9); --nesterov for Nesterov momentum
           --weight-decay W      weight decay (default 0)
           --schedule S          cosine (default) | cosine:MIN | constant | step:EVERY:GAMMA
@@ -37,8 +40,13 @@ public static class TrainCommand
           --loss L              cross-entropy (default) | mse
           --seed S              seed of initialisation, shuffling and dropout (default 1)
           --max-steps K         stop after K steps
-          --threads T           compute threads (default: all cores)
-          --workers N           worker count (only 1 in this version)
+          --workers N           worker processes to start on this machine (default 1)
+          --in-process          run the N workers as actors inside this process instead
+          --remote-workers K    also wait for K workers started elsewhere (disttrain worker --coordinator HOST:PORT)
+          --allreduce ALG       ring (default, peer to peer) | star (through the coordinator)
+          --host H              address to bind and advertise (default 127.0.0.1)
+          --port P              coordinator port (default 0: any free port)
+          --threads T           compute threads per worker (default: cores / workers)
           --checkpoint-dir DIR  save a checkpoint after every epoch (newest 3 kept); --resume continues from it
           --metrics FILE.jsonl  per-step and per-epoch metrics as JSON lines
           --report FILE.json    summary report at the end
@@ -47,20 +55,28 @@ public static class TrainCommand
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
         var a = new Arguments(args, ValueOptions, Flags);
-        int workers = a.Int("--workers", 1, min: 1, max: 1024);
-        if (workers != 1)
-            throw new UsageException($"--workers: this version trains in one process only (--workers 1); got {workers}");
-        Parallelism.MaxThreads = a.Int("--threads", Environment.ProcessorCount, min: 1, max: 1024);
+        int workers = a.Int("--workers", 1, min: 0, max: 256);
+        int remoteWorkers = a.Int("--remote-workers", 0, min: 0, max: 256);
+        if (workers + remoteWorkers == 0) throw new UsageException("--workers 0 needs --remote-workers K to have someone to train");
+        bool inProcess = a.Flag("--in-process");
+        if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
+        string allReduce = a.Choice("--allreduce", "ring", ["ring", "star"]);
+        string host = a.String("--host", "127.0.0.1");
+        int port = a.Int("--port", 0, min: 0, max: 65535);
+        int threads = a.Int("--threads", Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers)), min: 1, max: 1024);
+        Parallelism.MaxThreads = threads;
 
+        var model = ResolveModel(a.String("--model", "lenet5"));
+        var recipe = Presets.Recipe(model.Name);
         var plan = new TrainingPlan
         {
-            Model = ResolveModel(a.String("--model", "lenet5")),
+            Model = model,
             Optimizer = new OptimizerSettings(
-                Kind: a.Choice("--optimizer", "momentum", OptimizerSettings.Kinds),
+                Kind: a.Choice("--optimizer", recipe.Optimizer, OptimizerSettings.Kinds),
                 Momentum: a.Double("--momentum", 0.9, 0, 1, minExclusive: false),
                 Nesterov: a.Flag("--nesterov"),
                 WeightDecay: a.Double("--weight-decay", 0, 0, 1)),
-            LearningRate = a.Double("--lr", 0.03, 0, double.MaxValue, minExclusive: true),
+            LearningRate = a.Double("--lr", recipe.LearningRate, 0, double.MaxValue, minExclusive: true),
             Schedule = a.String("--schedule", "cosine"),
             Loss = a.Choice("--loss", "cross-entropy", ["cross-entropy", "mse"]),
             Epochs = a.Int("--epochs", 2, min: 1, max: 100_000),
@@ -75,7 +91,7 @@ public static class TrainCommand
         string? metricsPath = a.String("--metrics"), reportPath = a.String("--report");
 
         long? warmup = a.Long("--warmup", min: 0);
-        var data = DataLocator.Load(a.String("--data"), output);
+        var data = DataLocator.Load(a.String("--data"), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
         if (data.Train.SampleSize != plan.Model.Input.Aggregate(1, (x, y) => x * y))
@@ -92,63 +108,39 @@ public static class TrainCommand
             else CheckResumable(start, plan, data);
         }
 
-        var trainer = new LocalTrainer(plan, data, start);
-        output.WriteLine($"training {plan.Model.Name} ({trainer.Model.ParameterCount:N0} parameters) on {data.Name} " +
+        string token = Environment.GetEnvironmentVariable(WorkerHost.TokenVariable) is { Length: > 0 } t ? t : Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
+        var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null);
+        long totalSteps = plan.TotalSteps(data.Train.Count);
+        output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +
-                         $"{trainer.TotalSteps:N0} steps of {plan.GlobalBatch}, {plan.Optimizer.Kind} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
-                         $"seed {plan.Seed}, {Parallelism.MaxThreads} thread(s)" + (start is null ? "" : $", resumed at step {start.Step}"));
+                         $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
+                         $"seed {plan.Seed}, {workers}{(inProcess ? " in-process" : "")} worker(s){(remoteWorkers > 0 ? $" + {remoteWorkers} remote" : "")}" +
+                         (start is null ? "" : $", resumed at step {start.Step}"));
 
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath, append: start is not null);
+        var observer = new ConsoleObserver(output, metrics, checkpoints, plan, data);
         var clock = Stopwatch.StartNew();
-        var progress = Stopwatch.StartNew();
-        long stepsThisRun = 0;
-        var lastTest = new BatchStats();
-        trainer.StepCompleted = r =>
-        {
-            stepsThisRun++;
-            metrics?.Step(r);
-            if (progress.Elapsed.TotalSeconds >= 10)
-            {
-                progress.Restart();
-                output.WriteLine($"  step {r.Step}/{r.TotalSteps}  loss {r.Loss:F4}  acc {r.Accuracy:F4}  lr {r.LearningRate:G4}  " +
-                                 $"{stepsThisRun * plan.GlobalBatch / clock.Elapsed.TotalSeconds:F0} img/s");
-            }
-        };
-        trainer.EpochCompleted = r =>
-        {
-            lastTest = r.Test;
-            metrics?.Epoch(r);
-            output.WriteLine($"epoch {r.Epoch + 1}/{plan.Epochs}  step {r.Step}  train_loss {r.Train.MeanLoss:F4}  train_acc {r.Train.Accuracy:F4}  " +
-                             $"test_loss {r.Test.MeanLoss:F4}  test_acc {r.Test.Accuracy:F4}  {r.ImagesPerSecond:F0} img/s  {r.Seconds:F1}s");
-        };
-        if (checkpoints is not null)
-            trainer.CheckpointDue = step => checkpoints.Save(path => TrainingCheckpoint.Save(path, trainer.Model, trainer.Optimizer, step,
-                (int)((step - 1) / trainer.StepsPerEpoch), plan.Seed, plan.GlobalBatch, plan.MicroBatch, data.Name, data.Sha256), step);
-
-        string status = "completed";
-        int exit = ExitCodes.Done;
-        try { trainer.Run(); }
-        catch (TrainingDivergedException e)
-        {
-            output.WriteLine($"error: {e.Message}" + (checkpoints is null ? "" : $"; the last good checkpoint is kept in {checkpoints.Path}"));
-            status = "diverged";
-            exit = ExitCodes.Diverged;
-        }
+        ClusterOutcome outcome = inProcess
+            ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
+            : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer).GetAwaiter().GetResult();
         double wall = clock.Elapsed.TotalSeconds;
-        if (trainer.Step > 0 && lastTest.Samples == 0 && exit == ExitCodes.Done) lastTest = trainer.Evaluate();
 
-        string hash = ParameterHash.Sha256Hex(trainer.Model.Parameters);
-        output.WriteLine($"{status}: {trainer.Step} steps in {wall:F1}s, test_accuracy {lastTest.Accuracy:F4}, parameter_sha256 {hash}");
+        int exit = outcome.Status switch { "completed" => ExitCodes.Done, "diverged" => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
+        if (outcome.Error is not null)
+            output.WriteLine($"error: {outcome.Error}" + (checkpoints is null ? "" : $"; checkpoints written so far are kept in {checkpoints.Path}"));
+        output.WriteLine($"{outcome.Status}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +
+                         (outcome.TrainSeconds > 0 ? $", {outcome.TrainedImages / outcome.TrainSeconds:F0} img/s" : "") + observer.TimingSummary());
         if (reportPath is not null)
         {
             new TrainingReport
             {
-                Status = status, Dataset = data.Name, DatasetSha256 = data.Sha256, Model = plan.Model.Name,
-                Workers = 1, Epochs = plan.Epochs, Steps = trainer.Step, GlobalBatch = plan.GlobalBatch, Seed = plan.Seed,
-                FinalTrainLoss = trainer.LastEpochTrain.MeanLoss, TestLoss = lastTest.MeanLoss, TestAccuracy = lastTest.Accuracy,
+                Status = outcome.Status, Dataset = data.Name, DatasetSha256 = data.Sha256, Model = plan.Model.Name,
+                Workers = outcome.Workers, Epochs = plan.Epochs, Steps = outcome.Steps, GlobalBatch = plan.GlobalBatch, Seed = plan.Seed,
+                FinalTrainLoss = outcome.LastEpochTrain.MeanLoss, TestLoss = outcome.LastTest.MeanLoss, TestAccuracy = outcome.LastTest.Accuracy,
                 WallSeconds = Math.Round(wall, 3),
-                TrainImagesPerSecond = Math.Round(stepsThisRun * plan.GlobalBatch / wall, 1),
-                ParameterSha256 = hash, ReplicasConsistent = true, WorkerFailures = 0, RedoneSteps = 0,
+                TrainImagesPerSecond = outcome.TrainSeconds > 0 ? Math.Round(outcome.TrainedImages / outcome.TrainSeconds, 1) : 0,
+                ParameterSha256 = outcome.ParameterSha256, ReplicasConsistent = outcome.ReplicasConsistent,
+                WorkerFailures = outcome.WorkerFailures, RedoneSteps = outcome.RedoneSteps,
             }.WriteTo(reportPath);
             output.WriteLine($"report written to {reportPath}");
         }

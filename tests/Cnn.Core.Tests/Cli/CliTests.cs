@@ -14,6 +14,8 @@ public sealed class CliTests : IDisposable
     {
         var o = new StringWriter();
         var e = new StringWriter();
+        // Worker processes cannot be started from the test host; the multi-process path has its own test.
+        if (args.Length > 0 && args[0] == "train") args = [.. args, "--in-process"];
         int code = DistTrain.Coordinator.Program.Run(args, o, e);
         return (code, o.ToString(), e.ToString());
     }
@@ -121,7 +123,9 @@ public sealed class CliTests : IDisposable
     [InlineData("--model", "vgg", "--model: expected lenet5, mnist-cnn or a FILE.json")]
     [InlineData("--colour", "red", "unknown option --colour")]
     [InlineData("--schedule", "linear", "--schedule: expected")]
-    [InlineData("--workers", "0", "--workers: expected a whole number")]
+    [InlineData("--workers", "-1", "--workers: expected a whole number")]
+    [InlineData("--workers", "0", "--workers 0 needs --remote-workers K")]
+    [InlineData("--allreduce", "tree", "--allreduce: expected ring|star")]
     public void Bad_options_exit_2_with_one_line(string option, string value, string expected)
     {
         var data = MakeIdxFolder();

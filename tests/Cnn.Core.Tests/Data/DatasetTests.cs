@@ -49,3 +49,13 @@ public class DatasetTests
         Assert.NotEqual(same.Train.Pixels.ToArray(), same.Test.Pixels.ToArray());
     }
 }
+
+public class DatasetNormalisationTests
+{
+    [Fact]
+    public void Both_splits_are_normalised_with_the_training_statistics()
+    {
+        var synthetic = DatasetFolder.Synthetic(300, 100, seed: 3);
+        Assert.Equal((synthetic.Train.Mean, synthetic.Train.Std), (synthetic.Test.Mean, synthetic.Test.Std));
+    }
+}

@@ -1,0 +1,74 @@
+using System.Diagnostics;
+using Akka.Actor;
+using DistTrain.Protocol;
+using DistTrain.Worker;
+
+namespace DistTrain.Coordinator.Cluster;
+
+/// Starts a coordinator and its workers: as actors in this process, or as local worker processes
+/// that join over loopback (the local cluster), or waiting for workers started elsewhere.
+public static class ClusterRunner
+{
+    /// N worker actors inside this process, talking to the coordinator without remoting.
+    public static async Task<ClusterOutcome> RunInProcessAsync(CoordinatorActor.Settings s, int workers, ITrainingObserver observer,
+                                                              bool serializeMessages = false)
+    {
+        using var system = ActorSystem.Create(ProtocolConfig.SystemName, ProtocolConfig.Local(serializeMessages));
+        var outcome = await InProcessCluster.Start(system, s, workers, observer, ProtocolConfig.CoordinatorName).Completion;
+        await system.Terminate();
+        return outcome;
+    }
+
+    /// The coordinator as a cluster seed on host:port; `spawn` worker processes are started on this
+    /// machine (the local cluster) and further workers may join from elsewhere until ExpectedWorkers.
+    public static async Task<ClusterOutcome> RunClusterAsync(CoordinatorActor.Settings s, string host, int port, int spawn,
+                                                            string? dataDir, int threadsPerWorker, ITrainingObserver observer)
+    {
+        var config = ProtocolConfig.Cluster("coordinator", host, port, []);
+        using var system = ActorSystem.Create(ProtocolConfig.SystemName, config);
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        cluster.Join(cluster.SelfAddress);
+        int boundPort = cluster.SelfAddress.Port ?? port;
+        var done = new TaskCompletionSource<ClusterOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        system.ActorOf(CoordinatorActor.Props(s, observer, done), ProtocolConfig.CoordinatorName);
+        observer.Log($"coordinator listening on {host}:{boundPort}");
+
+        var processes = new List<Process>();
+        try
+        {
+            for (int i = 0; i < spawn; i++) processes.Add(StartWorkerProcess(host, boundPort, dataDir, threadsPerWorker, s.JobToken, $"local-{i + 1}", observer));
+            var outcome = await done.Task;
+            // Workers exit on JobFinished; give them a moment, then make sure none is left behind.
+            foreach (var p in processes) if (!p.WaitForExit(TimeSpan.FromSeconds(10))) p.Kill(entireProcessTree: true);
+            return outcome;
+        }
+        finally
+        {
+            foreach (var p in processes) { try { if (!p.HasExited) p.Kill(true); } catch (InvalidOperationException) { } p.Dispose(); }
+            await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        }
+    }
+
+    static Process StartWorkerProcess(string host, int port, string? dataDir, int threads, string token, string name, ITrainingObserver observer)
+    {
+        var psi = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        // Run the same program: the apphost directly, or `dotnet disttrain.dll` when started that way.
+        string self = Environment.ProcessPath ?? "dotnet";
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            psi.FileName = self;
+            psi.ArgumentList.Add(typeof(ClusterRunner).Assembly.Location);
+        }
+        else psi.FileName = self;
+        foreach (var a in new[] { "worker", "--coordinator", $"{host}:{port}", "--host", host, "--threads", threads.ToString(), "--name", name })
+            psi.ArgumentList.Add(a);
+        if (dataDir is not null) { psi.ArgumentList.Add("--data"); psi.ArgumentList.Add(dataDir); }
+        psi.Environment[WorkerHost.TokenVariable] = token;   // never on the command line, where `ps` shows it
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start a worker process");
+        p.OutputDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) observer.Log($"  [{name}] {e.Data}"); };
+        p.ErrorDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) observer.Log($"  [{name}] {e.Data}"); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+}

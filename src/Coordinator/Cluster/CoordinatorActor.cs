@@ -1,0 +1,340 @@
+using System.Diagnostics;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+using DistTrain.Cnn.Training;
+using DistTrain.Protocol;
+using DistTrain.Worker;
+using DistTrain.Worker.Collectives;
+
+namespace DistTrain.Coordinator.Cluster;
+
+/// Orchestrates synchronous data-parallel training: admits workers, cuts each global batch into
+/// micro-batch runs in ring order, checks after every step that all replicas hold the same
+/// parameters, shares evaluation, and fetches the state for checkpoints and the final report.
+/// Phases are behaviours: WaitingForWorkers, Training, Evaluating, Finishing.
+public sealed class CoordinatorActor : ReceiveActor
+{
+    public sealed record Settings(
+        TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
+        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch);
+
+    readonly Settings _s;
+    readonly ITrainingObserver _observer;
+    readonly TaskCompletionSource<ClusterOutcome> _done;
+    readonly ILoggingAdapter _log = Context.GetLogger();
+    readonly JobPlan _job;
+    readonly Model _model;
+    readonly Optimizer _optimizer;
+    readonly StepWork _work;
+    readonly long _totalSteps;
+
+    readonly List<(IActorRef Ref, string Name, bool Ships)> _workers = [];
+    int _generation;
+    long _step;
+    readonly Dictionary<IActorRef, StepCompleted> _pending = [];
+    readonly Dictionary<IActorRef, EvaluationCompleted> _evaluations = [];
+    StarReducer? _star;
+    readonly Stopwatch _stepClock = new();
+    readonly Stopwatch _trainClock = new();
+    BatchStats _epochStats, _lastEpochTrain, _lastTest;
+    readonly Stopwatch _epochClock = new();
+    long _trainedImages;
+    string _lastHash = "";
+    bool _consistent = true;
+    byte[] _incomingState = [];
+    int _incomingParts;
+    Action? _afterState;
+    string _status = "completed";
+    string? _error;
+
+    public CoordinatorActor(Settings settings, ITrainingObserver observer, TaskCompletionSource<ClusterOutcome> done)
+    {
+        _s = settings;
+        _observer = observer;
+        _done = done;
+        _job = JobPlan.From(settings.Plan, settings.Data, settings.AllReduce);
+        if (settings.Resume is { } r)
+        {
+            _model = r.Model;
+            _optimizer = r.Optimizer!;
+            _step = r.Step;
+        }
+        else
+        {
+            _model = Model.Create(settings.Plan.Model);
+            _model.Initialize(settings.Plan.Seed);
+            _optimizer = Optimizer.Create(settings.Plan.Optimizer, _model.ParameterCount);
+        }
+        _work = new StepWork(settings.Plan, settings.Data.Train.Count);
+        _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
+        _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
+        WaitingForWorkers();
+    }
+
+    public static Props Props(Settings settings, ITrainingObserver observer, TaskCompletionSource<ClusterOutcome> done) =>
+        Akka.Actor.Props.Create(() => new CoordinatorActor(settings, observer, done));
+
+    // ---- WaitingForWorkers ---------------------------------------------------------------------
+
+    void WaitingForWorkers()
+    {
+        Receive<RegisterWorker>(Register);
+        Receive<Terminated>(t =>
+        {
+            int i = _workers.FindIndex(w => w.Ref.Equals(t.ActorRef));
+            if (i < 0) return;
+            _observer.Log($"worker {_workers[i].Name} left before training started");
+            _workers.RemoveAt(i);
+        });
+    }
+
+    void Register(RegisterWorker r)
+    {
+        string? refusal =
+            r.ProtocolVersion != ProtocolVersion.Current ? $"protocol version {r.ProtocolVersion}, the coordinator speaks {ProtocolVersion.Current}"
+            : !TokenEquals(r.JobToken, _s.JobToken) ? "wrong job token"
+            : _workers.Any(w => w.Ref.Equals(Sender)) ? null
+            : _workers.Count >= _s.ExpectedWorkers ? $"the job already has its {_s.ExpectedWorkers} workers"
+            : null;
+        if (refusal is not null)
+        {
+            _observer.Log($"refused worker {r.Name} at {Sender.Path.Address}: {refusal}");
+            Sender.Tell(new WorkerRefused(refusal));
+            return;
+        }
+        if (_workers.Any(w => w.Ref.Equals(Sender))) return;   // a repeated registration
+        bool ships = r.DatasetSha256 != _s.Data.Sha256;
+        Sender.Tell(new WorkerAccepted(_job, ships));
+        SendState(Sender);
+        Context.Watch(Sender);
+        _workers.Add((Sender, r.Name, ships));
+        _observer.Log($"worker {r.Name} joined ({_workers.Count}/{_s.ExpectedWorkers}){(ships ? ", samples shipped" : ", reads its own copy of the data")}");
+        if (_workers.Count == _s.ExpectedWorkers) StartTraining();
+    }
+
+    /// Constant-time comparison so the token cannot be guessed byte by byte from response times.
+    static bool TokenEquals(string a, string b) =>
+        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(a), System.Text.Encoding.UTF8.GetBytes(b));
+
+    void SendState(IActorRef worker)
+    {
+        var bytes = Payload.FromFloats(_model.Parameters).Concat(_optimizer.State.SelectMany(s => Payload.FromFloats(s.Values))).ToArray();
+        int parts = Payload.Parts(bytes.Length, 1);
+        for (int p = 0; p < parts; p++)
+        {
+            var (start, n) = Payload.Part(0, bytes.Length, p, parts);
+            worker.Tell(new ModelStateChunk(_generation, _step, p, parts, _optimizer.Steps, bytes.AsSpan(start, n).ToArray()));
+        }
+    }
+
+    void StartTraining()
+    {
+        _generation++;
+        var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
+        for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r));
+        _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
+        _observer.Log($"training with {_workers.Count} worker(s), {_s.AllReduce} all-reduce, generation {_generation}");
+        _trainClock.Start();
+        _epochClock.Restart();
+        Become(Training);
+        RunNextStep();
+    }
+
+    // ---- Training --------------------------------------------------------------------------------
+
+    void Training()
+    {
+        Receive<StepCompleted>(OnStepCompleted);
+        Receive<GradientChunk>(OnStarChunk);
+        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
+        Receive<Terminated>(OnWorkerLost);
+    }
+
+    void RunNextStep()
+    {
+        if (_step >= _totalSteps) { Finish(); return; }
+        var assignment = StepWork.Assign(_s.Plan.MicroBatchCount, _workers.Count);
+        _pending.Clear();
+        _stepClock.Restart();
+        for (int r = 0; r < _workers.Count; r++)
+        {
+            var (first, count) = assignment[r];
+            byte[] pixels = [], labels = [];
+            if (_workers[r].Ships) (pixels, labels) = Ship(_s.Data.Train, _work.Samples(_step, first, count).Span);
+            _workers[r].Ref.Tell(new RunStep(_generation, _step, first, count, pixels, labels));
+        }
+    }
+
+    static (byte[] Pixels, byte[] Labels) Ship(Dataset data, ReadOnlySpan<int> ids)
+    {
+        var pixels = new byte[ids.Length * data.SampleSize];
+        var labels = new byte[ids.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            data.Pixels.Slice(ids[i] * data.SampleSize, data.SampleSize).CopyTo(pixels.AsSpan(i * data.SampleSize));
+            labels[i] = data.Label(ids[i]);
+        }
+        return (pixels, labels);
+    }
+
+    void OnStarChunk(GradientChunk c)
+    {
+        if (_star is null || c.Generation != _generation || c.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender))) return;
+        IReadOnlyList<GradientChunk>? total;
+        try { total = _star.Add(Sender.Path.ToString(), c); }
+        catch (InvalidChunkException e) { _log.Warning("rejected star chunk from {0}: {1}", Sender, e.Message); return; }
+        if (total is null) return;
+        foreach (var w in _workers) foreach (var chunk in total) w.Ref.Tell(chunk);
+    }
+
+    void OnStepCompleted(StepCompleted m)
+    {
+        // Invariant 4: only the current generation's current step, from a member, counts.
+        if (m.Generation != _generation || m.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender)) || _pending.ContainsKey(Sender)) return;
+        _pending[Sender] = m;
+        if (_pending.Count < _workers.Count) return;
+
+        var all = _pending.Values.ToList();
+        var stats = new BatchStats(all.Sum(x => x.LossSum), all.Sum(x => x.Correct), all.Sum(x => x.Samples));
+        if (all.Any(x => x.Diverged) || !double.IsFinite(stats.LossSum))
+        {
+            _status = "diverged";
+            _error = $"training diverged at step {_step + 1}: loss is {stats.MeanLoss}; lower --lr";
+            Finish(fetchState: false);
+            return;
+        }
+        if (all.Select(x => x.ParameterSha256).Distinct().Count() != 1)
+        {
+            _consistent = false;
+            _status = "failed";
+            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterSha256[..12]}"));
+            Finish(fetchState: false);
+            return;
+        }
+        _lastHash = all[0].ParameterSha256;
+        int epoch = _work.EpochOf(_step);
+        _step++;
+        _epochStats += stats;
+        _trainedImages += stats.Samples;
+        double wall = _stepClock.Elapsed.TotalSeconds;
+        _observer.StepCompleted(
+            new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _s.Plan.CreateSchedule(_s.Data.Train.Count).At(_step - 1), stats.Samples / wall),
+            new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds)));
+        if (_step % _work.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
+        else RunNextStep();
+    }
+
+    void OnWorkerLost(Terminated t)
+    {
+        var lost = _workers.FirstOrDefault(w => w.Ref.Equals(t.ActorRef));
+        if (lost.Ref is null) return;
+        _status = "failed";
+        _error = $"lost worker {lost.Name}; this version cannot continue without it";
+        _workers.Remove(lost);
+        Finish(fetchState: false);
+    }
+
+    // ---- Evaluating ------------------------------------------------------------------------------
+
+    int _evaluatingEpoch;
+
+    void StartEvaluation(int epoch)
+    {
+        _evaluatingEpoch = epoch;
+        _evaluations.Clear();
+        var test = _s.Data.Test;
+        for (int r = 0; r < _workers.Count; r++)
+        {
+            int start = (int)((long)test.Count * r / _workers.Count), end = (int)((long)test.Count * (r + 1) / _workers.Count);
+            byte[] pixels = [], labels = [];
+            if (_workers[r].Ships) (pixels, labels) = Ship(test, Enumerable.Range(start, end - start).ToArray());
+            _workers[r].Ref.Tell(new EvaluateRange(_generation, _step, start, end - start, pixels, labels));
+        }
+        Become(Evaluating);
+    }
+
+    void Evaluating()
+    {
+        Receive<EvaluationCompleted>(m =>
+        {
+            if (m.Generation != _generation || m.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender))) return;
+            _evaluations[Sender] = m;
+            if (_evaluations.Count < _workers.Count) return;
+            var all = _evaluations.Values;
+            _lastTest = new BatchStats(all.Sum(x => x.LossSum), all.Sum(x => x.Correct), all.Sum(x => x.Samples));
+            _lastEpochTrain = _epochStats;
+            double seconds = _epochClock.Elapsed.TotalSeconds;
+            _observer.EpochCompleted(new EpochReport(_evaluatingEpoch, _step, _epochStats, _lastTest, seconds, _epochStats.Samples / seconds));
+            _epochStats = new BatchStats();
+            _epochClock.Restart();
+            if (_s.CheckpointEveryEpoch && _step < _totalSteps)
+                FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });
+            else { Become(Training); RunNextStep(); }
+        });
+        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
+        Receive<Terminated>(OnWorkerLost);
+    }
+
+    // ---- State transfer and Finishing -------------------------------------------------------------
+
+    /// Copies rank 0's parameters and optimizer state into the coordinator's model, then continues.
+    void FetchState(Action then)
+    {
+        _afterState = then;
+        _incomingState = new byte[4 * _model.ParameterCount * (1 + _optimizer.State.Count)];
+        _incomingParts = 0;
+        _workers[0].Ref.Tell(new RequestModelState(_generation));
+        Become(ReceivingState);
+    }
+
+    void ReceivingState()
+    {
+        Receive<ModelStateChunk>(m =>
+        {
+            if (!Sender.Equals(_workers[0].Ref)) return;
+            var (start, length) = Payload.Part(0, _incomingState.Length, m.Part, m.Parts);
+            if (m.Bytes.Length != length) { _log.Error("model state part {0}: {1} bytes, expected {2}", m.Part, m.Bytes.Length, length); return; }
+            m.Bytes.CopyTo(_incomingState, start);
+            if (++_incomingParts < m.Parts) return;
+            int p = _model.ParameterCount;
+            Payload.ToFloats(_incomingState.AsSpan(0, 4 * p), _model.Parameters);
+            for (int i = 0; i < _optimizer.State.Count; i++) Payload.ToFloats(_incomingState.AsSpan(4 * p * (i + 1), 4 * p), _optimizer.State[i].Values);
+            _optimizer.Steps = m.OptimizerSteps;
+            _incomingState = [];
+            if (ParameterHash.Sha256Hex(_model.Parameters) != _lastHash)
+            {
+                _consistent = false;
+                _status = "failed";
+                _error = "the parameters fetched from rank 0 do not match the hash all replicas reported";
+                Finish(fetchState: false);
+                return;
+            }
+            _afterState!();
+        });
+        Receive<Terminated>(OnWorkerLost);
+        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
+    }
+
+    void Finish(bool fetchState = true)
+    {
+        if (fetchState && _workers.Count > 0 && _step > 0)
+        {
+            FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
+            return;
+        }
+        _trainClock.Stop();
+        foreach (var w in _workers) w.Ref.Tell(new JobFinished(_status));
+        _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, _lastHash, _consistent,
+            _workers.Count, 0, 0, _trainClock.Elapsed.TotalSeconds, _trainedImages));
+        Become(Finished);
+    }
+
+    void Finished()
+    {
+        ReceiveAny(_ => { });
+    }
+}

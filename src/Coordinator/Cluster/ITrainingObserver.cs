@@ -1,0 +1,23 @@
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+using DistTrain.Cnn.Training;
+
+namespace DistTrain.Coordinator.Cluster;
+
+/// What the coordinator tells the outside world (the CLI, a test) while it trains.
+public interface ITrainingObserver
+{
+    void Log(string line);
+    void StepCompleted(StepReport report, StepTiming timing);
+    void EpochCompleted(EpochReport report);
+    /// The coordinator's copy of the model holds the replicas' state after `step` steps.
+    void CheckpointDue(Model model, Optimizer optimizer, long step);
+}
+
+/// Where a step's time went, averaged over workers: computing, reducing, and the rest (waiting, messaging).
+public readonly record struct StepTiming(double WallSeconds, double ComputeSeconds, double ReduceSeconds);
+
+/// How a run ended.
+public sealed record ClusterOutcome(
+    string Status, string? Error, long Steps, BatchStats LastEpochTrain, BatchStats LastTest, string ParameterSha256,
+    bool ReplicasConsistent, int Workers, int WorkerFailures, long RedoneSteps, double TrainSeconds, long TrainedImages);

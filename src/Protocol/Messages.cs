@@ -1,0 +1,124 @@
+using MessagePack;
+
+namespace DistTrain.Protocol;
+
+/// Every message that crosses a process boundary implements this; the HOCON binds it to
+/// <see cref="ProtocolSerializer"/>, so none of them ever goes through Akka's default JSON.
+public interface IProtocolMessage;
+
+/// A message that belongs to one generation of the job: older generations are ignored.
+public interface IGenerationMessage : IProtocolMessage
+{
+    int Generation { get; }
+}
+
+public static class ProtocolVersion
+{
+    public const int Current = 1;
+}
+
+// ---- Join ----------------------------------------------------------------------------------
+
+/// worker -> coordinator: asks to take part. DatasetSha256 is empty when the worker holds no data.
+[MessagePackObject]
+public sealed record RegisterWorker(
+    [property: Key(0)] int ProtocolVersion,
+    [property: Key(1)] string JobToken,
+    [property: Key(2)] string DatasetSha256,
+    [property: Key(3)] int Threads,
+    [property: Key(4)] string Name) : IProtocolMessage;
+
+/// coordinator -> worker: not admitted, and why.
+[MessagePackObject]
+public sealed record WorkerRefused([property: Key(0)] string Reason) : IProtocolMessage;
+
+/// coordinator -> worker: admitted; the model state follows as <see cref="ModelStateChunk"/>s.
+[MessagePackObject]
+public sealed record WorkerAccepted(
+    [property: Key(0)] JobPlan Plan,
+    [property: Key(1)] bool ShipsSamples) : IProtocolMessage;
+
+/// coordinator -> worker: parameters then optimizer state (float32 little-endian), in parts.
+[MessagePackObject]
+public sealed record ModelStateChunk(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] int Part,
+    [property: Key(3)] int Parts,
+    [property: Key(4)] long OptimizerSteps,
+    [property: Key(5)] byte[] Bytes) : IGenerationMessage;
+
+// ---- Membership ------------------------------------------------------------------------------
+
+/// coordinator -> worker: a new generation with this ring (actor paths, in rank order).
+[MessagePackObject]
+public sealed record StartGeneration(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] string[] Ring,
+    [property: Key(2)] int Rank) : IGenerationMessage;
+
+// ---- Steps -----------------------------------------------------------------------------------
+
+/// coordinator -> worker: compute micro-batches [FirstMicroBatch, FirstMicroBatch + MicroBatches)
+/// of global step Step, all-reduce, update. Pixels/Labels carry the samples when shipped, else empty.
+[MessagePackObject]
+public sealed record RunStep(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] int FirstMicroBatch,
+    [property: Key(3)] int MicroBatches,
+    [property: Key(4)] byte[] Pixels,
+    [property: Key(5)] byte[] Labels) : IGenerationMessage;
+
+/// worker -> worker (ring) or worker <-> coordinator (star): one part of a segment of the
+/// fixed-point gradient sum, as little-endian int64 bytes.
+[MessagePackObject]
+public sealed record GradientChunk(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] int Round,
+    [property: Key(3)] int Segment,
+    [property: Key(4)] int Part,
+    [property: Key(5)] int Parts,
+    [property: Key(6)] byte[] Payload) : IGenerationMessage;
+
+/// worker -> coordinator: step done; the parameter hash lets the coordinator check the replicas agree.
+[MessagePackObject]
+public sealed record StepCompleted(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] double LossSum,
+    [property: Key(3)] long Correct,
+    [property: Key(4)] long Samples,
+    [property: Key(5)] string ParameterSha256,
+    [property: Key(6)] double ComputeSeconds,
+    [property: Key(7)] double ReduceSeconds,
+    [property: Key(8)] bool Diverged) : IGenerationMessage;
+
+// ---- Evaluation ------------------------------------------------------------------------------
+
+/// coordinator -> worker: evaluate test samples [Start, Start + Count) (shipped when Pixels is non-empty).
+[MessagePackObject]
+public sealed record EvaluateRange(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] int Start,
+    [property: Key(3)] int Count,
+    [property: Key(4)] byte[] Pixels,
+    [property: Key(5)] byte[] Labels) : IGenerationMessage;
+
+[MessagePackObject]
+public sealed record EvaluationCompleted(
+    [property: Key(0)] int Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] double LossSum,
+    [property: Key(3)] long Correct,
+    [property: Key(4)] long Samples) : IGenerationMessage;
+
+/// coordinator -> worker: send your parameters and optimizer state (for checkpoints and the report).
+[MessagePackObject]
+public sealed record RequestModelState([property: Key(0)] int Generation) : IGenerationMessage;
+
+/// coordinator -> worker: the job is over; the worker process exits.
+[MessagePackObject]
+public sealed record JobFinished([property: Key(0)] string Status) : IProtocolMessage;

@@ -1,0 +1,84 @@
+using Akka.Configuration;
+
+namespace DistTrain.Protocol;
+
+/// The HOCON both roles share: cluster provider, the MessagePack serializer bound to every
+/// protocol message, the remoting frame size the chunking is sized against.
+public static class ProtocolConfig
+{
+    public const string SystemName = "disttrain";
+    public const string CoordinatorName = "coordinator";
+
+    /// Remoting refuses frames above this; protocol payloads are cut well below it.
+    public const int MaximumFrameBytes = 4 << 20;
+    /// The largest byte[] a single protocol message carries.
+    public const int MaxPayloadBytes = 1 << 20;
+
+    public const string Serialization =
+        """
+        akka.actor {
+          serializers { disttrain = "DistTrain.Protocol.ProtocolSerializer, DistTrain.Protocol" }
+          serialization-bindings { "DistTrain.Protocol.IProtocolMessage, DistTrain.Protocol" = disttrain }
+        }
+        """;
+
+    /// A cluster node: `seeds` empty makes this node its own seed (the coordinator).
+    public static Config Cluster(string role, string host, int port, IReadOnlyList<string> seeds) =>
+        ConfigurationFactory.ParseString(
+            $$"""
+            akka {
+              loglevel = WARNING
+              stdout-loglevel = WARNING
+              log-dead-letters = off
+              log-dead-letters-during-shutdown = off
+              actor.provider = cluster
+              remote {
+                log-remote-lifecycle-events = off
+                dot-netty.tcp {
+                  hostname = "{{host}}"
+                  port = {{port}}
+                  maximum-frame-size = {{MaximumFrameBytes}}b
+                  send-buffer-size = {{2 * MaximumFrameBytes}}b
+                  receive-buffer-size = {{2 * MaximumFrameBytes}}b
+                }
+              }
+              cluster {
+                roles = ["{{role}}"]
+                seed-nodes = [{{string.Join(", ", seeds.Select(s => $"\"{s}\""))}}]
+                log-info = off
+                failure-detector {
+                  heartbeat-interval = 1s
+                  acceptable-heartbeat-pause = 5s
+                  threshold = 12.0
+                }
+                downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+                split-brain-resolver {
+                  active-strategy = keep-oldest
+                  stable-after = 3s
+                  keep-oldest.down-if-alone = off
+                }
+              }
+              coordinated-shutdown.exit-clr = off
+            }
+            disttrain.worker-dispatcher {
+              type = PinnedDispatcher
+            }
+            """).WithFallback(ConfigurationFactory.ParseString(Serialization));
+
+    /// A single-process system (tests, --in-process): no remoting, same serializer bindings.
+    public static Config Local(bool serializeMessages = false) =>
+        ConfigurationFactory.ParseString(
+            $$"""
+            akka {
+              loglevel = WARNING
+              log-dead-letters = off
+              actor.serialize-messages = {{(serializeMessages ? "on" : "off")}}
+            }
+            disttrain.worker-dispatcher {
+              type = PinnedDispatcher
+            }
+            """).WithFallback(ConfigurationFactory.ParseString(Serialization));
+
+    public static string CoordinatorAddress(string host, int port) => $"akka.tcp://{SystemName}@{host}:{port}";
+    public static string CoordinatorPath(string host, int port) => $"{CoordinatorAddress(host, port)}/user/{CoordinatorName}";
+}

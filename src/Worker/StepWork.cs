@@ -1,0 +1,40 @@
+using DistTrain.Cnn.Training;
+
+namespace DistTrain.Worker;
+
+/// Which samples a step's micro-batches hold: a pure function of (plan, step), the same in every
+/// process, so a worker with the data reads them itself and the coordinator can ship them.
+public sealed class StepWork(TrainingPlan plan, int trainCount)
+{
+    readonly int[] _order = new int[trainCount];
+    int _orderEpoch = -1;
+
+    public int StepsPerEpoch { get; } = EpochOrder.StepsPerEpoch(trainCount, plan.GlobalBatch);
+
+    public int EpochOf(long step) => (int)(step / StepsPerEpoch);
+
+    /// The dataset indices of micro-batches [first, first + count) of global step `step`.
+    public ReadOnlyMemory<int> Samples(long step, int firstMicroBatch, int microBatches)
+    {
+        int epoch = EpochOf(step);
+        if (epoch != _orderEpoch) { EpochOrder.Fill(plan.Seed, epoch, _order); _orderEpoch = epoch; }
+        int batchStart = (int)(step % StepsPerEpoch) * plan.GlobalBatch;
+        int from = firstMicroBatch * plan.MicroBatch;
+        int to = Math.Min(plan.GlobalBatch, (firstMicroBatch + microBatches) * plan.MicroBatch);
+        return _order.AsMemory(batchStart + from, Math.Max(0, to - from));
+    }
+
+    /// Cuts `count` of the global batch's micro-batches among `workers` as evenly as possible,
+    /// in ring order: worker r gets a contiguous run starting where r-1's ends.
+    public static (int First, int Count)[] Assign(int microBatches, int workers)
+    {
+        var result = new (int, int)[workers];
+        for (int r = 0, first = 0; r < workers; r++)
+        {
+            int count = microBatches / workers + (r < microBatches % workers ? 1 : 0);
+            result[r] = (first, count);
+            first += count;
+        }
+        return result;
+    }
+}

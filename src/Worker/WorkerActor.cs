@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Layers;
+using DistTrain.Cnn.Losses;
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+using DistTrain.Cnn.Training;
+using DistTrain.Protocol;
+using DistTrain.Worker.Collectives;
+
+namespace DistTrain.Worker;
+
+/// A replica: joins the coordinator, receives the plan and the model state, then per step
+/// computes its micro-batches, all-reduces the exact gradient sum with its peers, applies the
+/// same update as everyone and reports the hash of its parameters.
+public sealed class WorkerActor : ReceiveActor, IWithStash
+{
+    public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name);
+
+    readonly Settings _settings;
+    /// Called when the worker stops: why (null when the job finished normally).
+    readonly Action<string?>? _stopped;
+    readonly ILoggingAdapter _log = Context.GetLogger();
+    ICancelable? _registerTimer;
+
+    IActorRef _coordinator = ActorRefs.Nobody;
+    JobPlan _job = null!;
+    TrainingPlan _plan = null!;
+    Model _model = null!;
+    Optimizer _optimizer = null!;
+    GradientComputer _computer = null!;
+    LearningRateSchedule _schedule = null!;
+    StepWork _work = null!;
+    long[] _sums = [];
+    byte[] _state = [];
+    int _stateReceived;
+
+    int _generation;
+    IAllReduce? _allReduce;
+    RunStep? _current;
+    BatchStats _currentStats;
+    bool _currentDiverged;
+    double _computeSeconds;
+    readonly Stopwatch _reduceClock = new();
+
+    public IStash Stash { get; set; } = null!;
+
+    public WorkerActor(Settings settings, Action<string?>? stopped)
+    {
+        _settings = settings;
+        _stopped = stopped;
+        Registering();
+    }
+
+    public static Props Props(Settings settings, Action<string?>? stopped = null) =>
+        Akka.Actor.Props.Create(() => new WorkerActor(settings, stopped)).WithDispatcher("disttrain.worker-dispatcher");
+
+    protected override void PreStart()
+    {
+        // Registration is retried until the coordinator answers: it may not be up yet.
+        _registerTimer = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(
+            TimeSpan.Zero, TimeSpan.FromSeconds(1), Self, RetryRegister.Instance, Self);
+    }
+
+    protected override void PostStop() => _registerTimer?.Cancel();
+
+    sealed class RetryRegister { public static readonly RetryRegister Instance = new(); }
+
+    void Registering()
+    {
+        Receive<RetryRegister>(_ => Context.ActorSelection(_settings.CoordinatorPath).Tell(new RegisterWorker(
+            ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name)));
+        Receive<WorkerRefused>(m =>
+        {
+            _log.Warning("refused by the coordinator: {0}", m.Reason);
+            Finish($"refused by the coordinator: {m.Reason}");
+        });
+        Receive<WorkerAccepted>(m =>
+        {
+            _registerTimer?.Cancel();
+            _coordinator = Sender;
+            Context.Watch(_coordinator);
+            Setup(m.Plan);
+            Become(ReceivingState);
+        });
+        Receive<GradientChunk>(_ => Stash.Stash());
+        Receive<StartGeneration>(_ => Stash.Stash());
+    }
+
+    void Setup(JobPlan job)
+    {
+        _job = job;
+        _plan = job.ToTrainingPlan();
+        _model = Model.Create(_plan.Model);
+        _optimizer = Optimizer.Create(_plan.Optimizer, _model.ParameterCount);
+        _computer = new GradientComputer(_model, LossFunctions.Create(_plan.Loss));
+        _schedule = _plan.CreateSchedule(job.TrainCount);
+        _work = new StepWork(_plan, job.TrainCount);
+        _sums = new long[_model.ParameterCount];
+        _state = new byte[4 * (_model.ParameterCount * (1 + _optimizer.State.Count))];
+        _stateReceived = 0;
+    }
+
+    void ReceivingState()
+    {
+        Receive<ModelStateChunk>(m =>
+        {
+            var (start, length) = Payload.Part(0, _state.Length, m.Part, m.Parts);
+            if (m.Bytes.Length != length) { _log.Error("model state part {0} has {1} bytes, expected {2}", m.Part, m.Bytes.Length, length); return; }
+            m.Bytes.CopyTo(_state, start);
+            if (++_stateReceived < m.Parts) return;
+            int p = _model.ParameterCount;
+            Payload.ToFloats(_state.AsSpan(0, 4 * p), _model.Parameters);
+            for (int i = 0; i < _optimizer.State.Count; i++)
+                Payload.ToFloats(_state.AsSpan(4 * p * (i + 1), 4 * p), _optimizer.State[i].Values);
+            _optimizer.Steps = m.OptimizerSteps;
+            _state = [];
+            Become(Ready);
+            Stash.UnstashAll();
+        });
+        Receive<GradientChunk>(_ => Stash.Stash());
+        Receive<StartGeneration>(_ => Stash.Stash());
+        Common();
+    }
+
+    void Ready()
+    {
+        Receive<StartGeneration>(StartGeneration);
+        Receive<RunStep>(RunStep);
+        Receive<GradientChunk>(c =>
+        {
+            if (c.Generation >= _generation) Stash.Stash();   // a peer is already on the next step
+        });
+        Receive<EvaluateRange>(Evaluate);
+        Receive<RequestModelState>(SendModelState);
+        Common();
+    }
+
+    void Reducing()
+    {
+        Receive<GradientChunk>(c =>
+        {
+            if (c.Generation < _generation || (c.Generation == _generation && c.Step < _current!.Step)) return;   // stale
+            if (c.Generation > _generation || c.Step > _current!.Step) { Stash.Stash(); return; }
+            bool done;
+            try { done = _allReduce!.Handle(c); }
+            catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", Sender, e.Message); return; }
+            if (done) CompleteStep();
+        });
+        Receive<StartGeneration>(g =>
+        {
+            // Membership changed mid-step: drop the half-reduced step; the coordinator redoes it.
+            _current = null;
+            StartGeneration(g);
+            Become(Ready);
+            Stash.UnstashAll();
+        });
+        Receive<RunStep>(_ => Stash.Stash());
+        Common();
+    }
+
+    void Common()
+    {
+        Receive<JobFinished>(m => Finish(null));
+        Receive<Terminated>(t => t.ActorRef.Equals(_coordinator), _ => Finish("lost the coordinator"));
+        Receive<WorkerAccepted>(_ => { });
+        Receive<RetryRegister>(_ => { });
+    }
+
+    void StartGeneration(StartGeneration g)
+    {
+        if (g.Generation <= _generation) return;
+        _generation = g.Generation;
+        if (_job.AllReduce == "star")
+            _allReduce = new StarAllReduce(c => _coordinator.Tell(c, Self));
+        else
+        {
+            var next = ((ExtendedActorSystem)Context.System).Provider.ResolveActorRef(g.Ring[(g.Rank + 1) % g.Ring.Length]);
+            _allReduce = new RingAllReduce(g.Rank, g.Ring.Length, c => next.Tell(c, Self));
+        }
+    }
+
+    void RunStep(RunStep m)
+    {
+        if (m.Generation != _generation) return;
+        var clock = Stopwatch.StartNew();
+        _current = m;
+        Array.Clear(_sums);
+        var ids = _work.Samples(m.Step, m.FirstMicroBatch, m.MicroBatches);
+        Dataset data;
+        ReadOnlyMemory<int> rows;
+        if (m.Pixels.Length > 0)
+        {
+            data = new Dataset("shipped", _job.Height, _job.Width, _job.Classes, m.Pixels, m.Labels, _job.Mean, _job.Std);
+            rows = Enumerable.Range(0, ids.Length).ToArray();
+        }
+        else
+        {
+            data = _settings.Data!.Train;
+            rows = ids;
+        }
+        int epoch = _work.EpochOf(m.Step);
+        float scale = 1f / _plan.GlobalBatch;
+        _currentStats = new BatchStats();
+        _currentDiverged = false;
+        for (int first = 0; first < ids.Length && !_currentDiverged; first += _plan.MicroBatch)
+        {
+            int n = Math.Min(_plan.MicroBatch, ids.Length - first);
+            _model.ZeroGradients();
+            var microIds = ids.Slice(first, n);
+            _currentStats += _computer.Accumulate(data, rows.Slice(first, n), new BatchContext(true, _plan.Seed, epoch, m.Step, microIds), scale);
+            _currentDiverged = !FixedPointGradient.Accumulate(_model.Gradients, _sums) || !double.IsFinite(_currentStats.LossSum);
+        }
+        _computeSeconds = clock.Elapsed.TotalSeconds;
+        _reduceClock.Restart();
+        if (_allReduce!.Start(m.Generation, m.Step, _sums)) CompleteStep();
+        else Become(Reducing);
+    }
+
+    void CompleteStep()
+    {
+        var m = _current!;
+        double reduceSeconds = _reduceClock.Elapsed.TotalSeconds;
+        FixedPointGradient.ToFloat(_sums, _model.Gradients);
+        _optimizer.Step(_model.Parameters, _model.Gradients, (float)_schedule.At(m.Step));
+        _coordinator.Tell(new StepCompleted(m.Generation, m.Step, _currentStats.LossSum, _currentStats.Correct, _currentStats.Samples,
+            ParameterHash.Sha256Hex(_model.Parameters), _computeSeconds, reduceSeconds, _currentDiverged), Self);
+        _current = null;
+        Become(Ready);
+        Stash.UnstashAll();
+    }
+
+    void Evaluate(EvaluateRange m)
+    {
+        if (m.Generation != _generation) return;
+        BatchStats stats;
+        if (m.Pixels.Length > 0)
+        {
+            var shipped = new Dataset("shipped", _job.Height, _job.Width, _job.Classes, m.Pixels, m.Labels, _job.Mean, _job.Std);
+            stats = Evaluation.Run(_computer, shipped, 500);
+        }
+        else stats = Evaluation.Run(_computer, _settings.Data!.Test, 500, m.Start, m.Start + m.Count);
+        Sender.Tell(new EvaluationCompleted(m.Generation, m.Step, stats.LossSum, stats.Correct, stats.Samples), Self);
+    }
+
+    void SendModelState(RequestModelState m)
+    {
+        var bytes = Payload.FromFloats(_model.Parameters).Concat(_optimizer.State.SelectMany(s => Payload.FromFloats(s.Values))).ToArray();
+        int parts = Payload.Parts(bytes.Length, 1);
+        for (int p = 0; p < parts; p++)
+        {
+            var (s, n) = Payload.Part(0, bytes.Length, p, parts);
+            Sender.Tell(new ModelStateChunk(_generation, -1, p, parts, _optimizer.Steps, bytes.AsSpan(s, n).ToArray()), Self);
+        }
+    }
+
+    void Finish(string? error)
+    {
+        _stopped?.Invoke(error);
+        Context.Stop(Self);
+    }
+}

@@ -1,0 +1,88 @@
+using DistTrain.Protocol;
+using DistTrain.Worker.Collectives;
+
+namespace DistTrain.Cluster.Tests;
+
+/// Ring and star against a plain sum, driven by in-memory mailboxes (one FIFO per sender and
+/// receiver pair, as Akka guarantees) delivered in a scrambled order across pairs.
+public class AllReduceTests
+{
+    static long[][] Inputs(int ranks, int length, ulong seed)
+    {
+        var rng = new DistTrain.Cnn.DeterministicRandom(seed);
+        return Enumerable.Range(0, ranks).Select(_ => Enumerable.Range(0, length).Select(_ => (long)(rng.NextUInt64() >> 20) - (1L << 43)).ToArray()).ToArray();
+    }
+
+    static long[] PlainSum(long[][] inputs) =>
+        Enumerable.Range(0, inputs[0].Length).Select(i => inputs.Sum(x => x[i])).ToArray();
+
+    public static TheoryData<int, int> Cases()
+    {
+        var d = new TheoryData<int, int>();
+        foreach (int n in new[] { 1, 2, 3, 4, 5 })
+            foreach (int len in new[] { 1, 2, 3, 7, 1000, 131_072 * 2 + 5 })   // shorter than N, not divisible by N, several parts per segment
+                d.Add(n, len);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Ring_gives_every_rank_the_exact_sum(int n, int length)
+    {
+        var inputs = Inputs(n, length, (ulong)(n * 7919 + length));
+        var expected = PlainSum(inputs);
+        var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
+        var queues = Enumerable.Range(0, n).Select(_ => new Queue<GradientChunk>()).ToArray();   // queue r: from r-1 to r
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => queues[(r + 1) % n].Enqueue(c))).ToArray();
+        var done = new bool[n];
+        for (int r = 0; r < n; r++) done[r] = rings[r].Start(3, 11, sums[r]);
+        var rng = new DistTrain.Cnn.DeterministicRandom(5);
+        while (queues.Any(q => q.Count > 0))
+        {
+            var candidates = Enumerable.Range(0, n).Where(r => queues[r].Count > 0).ToArray();
+            int r = candidates[rng.NextInt(candidates.Length)];
+            Assert.False(done[r], $"rank {r} got a chunk after completing");
+            done[r] = rings[r].Handle(queues[r].Dequeue());
+        }
+        Assert.All(done, Assert.True);
+        for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Star_gives_every_rank_the_exact_sum(int n, int length)
+    {
+        var inputs = Inputs(n, length, (ulong)(n * 31 + length));
+        var expected = PlainSum(inputs);
+        var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
+        var toCoordinator = new Queue<(int From, GradientChunk Chunk)>();
+        var stars = Enumerable.Range(0, n).Select(r => new StarAllReduce(c => toCoordinator.Enqueue((r, c)))).ToArray();
+        var reducer = new StarReducer(length, n);
+        for (int r = 0; r < n; r++) Assert.False(stars[r].Start(1, 2, sums[r]));
+        IReadOnlyList<GradientChunk>? total = null;
+        while (toCoordinator.Count > 0) { var (from, c) = toCoordinator.Dequeue(); total = reducer.Add($"w{from}", c) ?? total; }
+        Assert.NotNull(total);
+        for (int r = 0; r < n; r++)
+        {
+            bool done = false;
+            foreach (var c in total!) done = stars[r].Handle(c);
+            Assert.True(done);
+            Assert.Equal(expected, sums[r]);
+        }
+    }
+
+    [Fact]
+    public void A_chunk_that_does_not_fit_is_rejected_and_not_applied()
+    {
+        var sent = new List<GradientChunk>();
+        var ring = new RingAllReduce(0, 2, sent.Add);
+        var sums = new long[] { 1, 2, 3, 4 };
+        ring.Start(1, 0, sums);
+        // Rank 0 expects segment 1 (elements 2..3) in round 0.
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 1, new byte[8])));        // wrong length
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[16])));       // wrong segment
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(2, 0, 0, 1, 0, 1, new byte[16])));       // other generation
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 3, 1, new byte[16])));       // part out of range
+        Assert.Equal(new long[] { 1, 2, 3, 4 }, sums);
+    }
+}
