@@ -127,6 +127,9 @@ public sealed class IdxFileTests : IDisposable
         Assert.Equal((28, 28), (mnist.Train.Height, mnist.Train.Width));
         Assert.Equal(0.1307, mnist.Train.Mean, 3);   // the well-known MNIST normalisation constants
         Assert.Equal(0.3081, mnist.Train.Std, 3);
+        Assert.Equal((28, 28), (mnist.Test.Height, mnist.Test.Width));
         Assert.Equal(10, mnist.Train.Labels.ToArray().Distinct().Count());
+        Assert.All(mnist.Train.Labels.ToArray(), l => Assert.InRange(l, (byte)0, (byte)9));
+        Assert.All(mnist.Test.Labels.ToArray(), l => Assert.InRange(l, (byte)0, (byte)9));
     }
 }
