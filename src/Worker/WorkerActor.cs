@@ -216,7 +216,12 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _computeSeconds = clock.Elapsed.TotalSeconds;
         _reduceClock.Restart();
         if (_allReduce!.Start(m.Generation, m.Step, _sums)) CompleteStep();
-        else Become(Reducing);
+        else
+        {
+            Become(Reducing);
+            // A faster peer's chunks for this step may have arrived before RunStep and been stashed.
+            Stash.UnstashAll();
+        }
     }
 
     void CompleteStep()
