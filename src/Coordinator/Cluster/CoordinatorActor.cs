@@ -30,6 +30,7 @@ public sealed class CoordinatorActor : ReceiveActor
     readonly Optimizer _optimizer;
     readonly StepWork _work;
     readonly long _totalSteps;
+    readonly LearningRateSchedule _schedule;
 
     readonly List<(IActorRef Ref, string Name, bool Ships)> _workers = [];
     int _generation;
@@ -38,7 +39,8 @@ public sealed class CoordinatorActor : ReceiveActor
     readonly Dictionary<IActorRef, EvaluationCompleted> _evaluations = [];
     StarReducer? _star;
     readonly Stopwatch _stepClock = new();
-    readonly Stopwatch _trainClock = new();
+    /// Time spent in steps (dispatch to the last StepCompleted), not in evaluation or state transfer.
+    double _trainSeconds;
     BatchStats _epochStats, _lastEpochTrain, _lastTest;
     readonly Stopwatch _epochClock = new();
     long _trainedImages;
@@ -70,6 +72,7 @@ public sealed class CoordinatorActor : ReceiveActor
         }
         _work = new StepWork(settings.Plan, settings.Data.Train.Count);
         _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
+        _schedule = settings.Plan.CreateSchedule(settings.Data.Train.Count);
         _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
         WaitingForWorkers();
     }
@@ -138,7 +141,6 @@ public sealed class CoordinatorActor : ReceiveActor
         for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r));
         _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
         _observer.Log($"training with {_workers.Count} worker(s), {_s.AllReduce} all-reduce, generation {_generation}");
-        _trainClock.Start();
         _epochClock.Restart();
         Become(Training);
         RunNextStep();
@@ -221,8 +223,9 @@ public sealed class CoordinatorActor : ReceiveActor
         _epochStats += stats;
         _trainedImages += stats.Samples;
         double wall = _stepClock.Elapsed.TotalSeconds;
+        _trainSeconds += wall;
         _observer.StepCompleted(
-            new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _s.Plan.CreateSchedule(_s.Data.Train.Count).At(_step - 1), stats.Samples / wall),
+            new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _schedule.At(_step - 1), stats.Samples / wall),
             new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds)));
         if (_step % _work.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
         else RunNextStep();
@@ -326,10 +329,9 @@ public sealed class CoordinatorActor : ReceiveActor
             FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
             return;
         }
-        _trainClock.Stop();
         foreach (var w in _workers) w.Ref.Tell(new JobFinished(_status));
         _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, _lastHash, _consistent,
-            _workers.Count, 0, 0, _trainClock.Elapsed.TotalSeconds, _trainedImages));
+            _workers.Count, 0, 0, _trainSeconds, _trainedImages));
         Become(Finished);
     }
 
