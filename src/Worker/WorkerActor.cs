@@ -34,8 +34,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     LearningRateSchedule _schedule = null!;
     StepWork _work = null!;
     long[] _sums = [];
-    byte[] _state = [];
-    int _stateReceived;
+    ModelStateTransfer.Assembler? _incoming;
 
     int _generation;
     IAllReduce? _allReduce;
@@ -99,24 +98,16 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _schedule = _plan.CreateSchedule(job.TrainCount);
         _work = new StepWork(_plan, job.TrainCount);
         _sums = new long[_model.ParameterCount];
-        _state = new byte[4 * (_model.ParameterCount * (1 + _optimizer.State.Count))];
-        _stateReceived = 0;
+        _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
     }
 
     void ReceivingState()
     {
         Receive<ModelStateChunk>(m =>
         {
-            var (start, length) = Payload.Part(0, _state.Length, m.Part, m.Parts);
-            if (m.Bytes.Length != length) { _log.Error("model state part {0} has {1} bytes, expected {2}", m.Part, m.Bytes.Length, length); return; }
-            m.Bytes.CopyTo(_state, start);
-            if (++_stateReceived < m.Parts) return;
-            int p = _model.ParameterCount;
-            Payload.ToFloats(_state.AsSpan(0, 4 * p), _model.Parameters);
-            for (int i = 0; i < _optimizer.State.Count; i++)
-                Payload.ToFloats(_state.AsSpan(4 * p * (i + 1), 4 * p), _optimizer.State[i].Values);
-            _optimizer.Steps = m.OptimizerSteps;
-            _state = [];
+            try { if (!_incoming!.Add(m)) return; }
+            catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
+            _incoming = null;
             Become(Ready);
             Stash.UnstashAll();
         });
@@ -252,13 +243,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void SendModelState(RequestModelState m)
     {
-        var bytes = Payload.FromFloats(_model.Parameters).Concat(_optimizer.State.SelectMany(s => Payload.FromFloats(s.Values))).ToArray();
-        int parts = Payload.Parts(bytes.Length, 1);
-        for (int p = 0; p < parts; p++)
-        {
-            var (s, n) = Payload.Part(0, bytes.Length, p, parts);
-            Sender.Tell(new ModelStateChunk(_generation, -1, p, parts, _optimizer.Steps, bytes.AsSpan(s, n).ToArray()), Self);
-        }
+        foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, -1)) Sender.Tell(chunk, Self);
     }
 
     void Finish(string? error)

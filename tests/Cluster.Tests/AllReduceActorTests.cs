@@ -20,14 +20,17 @@ public class AllReduceActorTests() : TestKit(ProtocolConfig.Local(serializeMessa
             RingAllReduce? ring = null;
             long[] sums = [];
             int rank = 0;
+            var early = new List<GradientChunk>();   // a neighbour may start before our Begin arrives
+            void Apply(GradientChunk c) { if (ring!.Handle(c)) report.Tell(new Finished(rank, sums)); }
             Receive<Begin>(b =>
             {
                 rank = b.Rank;
                 sums = b.Input;
                 ring = new RingAllReduce(b.Rank, b.Size, c => b.Next.Tell(c, Self));
                 if (ring.Start(1, 0, sums)) report.Tell(new Finished(rank, sums));
+                early.ForEach(Apply);
             });
-            Receive<GradientChunk>(c => { if (ring!.Handle(c)) report.Tell(new Finished(rank, sums)); });
+            Receive<GradientChunk>(c => { if (ring is null) early.Add(c); else Apply(c); });
         }
     }
 

@@ -62,9 +62,9 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), done), "guarded");
         var intruder = CreateTestProbe();
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, "guess", "", 1, "intruder"), intruder.Ref);
-        Assert.Equal("wrong job token", intruder.ExpectMsg<WorkerRefused>().Reason);
+        Assert.Equal("wrong job token", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current + 1, "secret", "", 1, "future"), intruder.Ref);
-        Assert.Contains("protocol version", intruder.ExpectMsg<WorkerRefused>().Reason);
+        Assert.Contains("protocol version", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
         // A stray step report from a non-member changes nothing.
         coordinator.Tell(new StepCompleted(1, 0, 0, 0, 64, "forged", 0, 0, false), intruder.Ref);
 

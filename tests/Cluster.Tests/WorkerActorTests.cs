@@ -12,6 +12,8 @@ namespace DistTrain.Cluster.Tests;
 /// One real worker, with a TestProbe playing both the coordinator and its ring neighbour.
 public class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
 {
+    static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+
     [Fact]
     public void A_peer_chunk_that_arrives_before_RunStep_is_not_lost()
     {
@@ -20,7 +22,8 @@ public class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages
         var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two
         var worker = Sys.ActorOf(WorkerActor.Props(new(peer.Ref.Path.ToStringWithoutAddress(), "t", data, 1, "w")), "early-bird");
 
-        peer.ExpectMsg<RegisterWorker>();
+        peer.ExpectMsg<RegisterWorker>(Patience);
+        peer.IgnoreMessages<RegisterWorker>();   // the worker retries every second until accepted; under load a repeat may queue
         peer.Reply(new WorkerAccepted(JobPlan.From(plan, data, "ring"), ShipsSamples: false));
         var model = Model.Create(plan.Model);
         model.Initialize(plan.Seed);
@@ -34,12 +37,12 @@ public class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages
         peer.Reply(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
         peer.Reply(new RunStep(1, 0, 0, 1, [], []));
 
-        var own = peer.ExpectMsg<GradientChunk>();                 // round 0: its segment 0
+        var own = peer.ExpectMsg<GradientChunk>(Patience);         // round 0: its segment 0
         Assert.Equal((0, 0), (own.Round, own.Segment));
-        var gathered = peer.ExpectMsg<GradientChunk>(TimeSpan.FromSeconds(10));   // round 1: the early chunk was used
+        var gathered = peer.ExpectMsg<GradientChunk>(Patience);    // round 1: the early chunk was used
         Assert.Equal((1, 1), (gathered.Round, gathered.Segment));
         peer.Reply(new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
-        var done = peer.ExpectMsg<StepCompleted>();
+        var done = peer.ExpectMsg<StepCompleted>(Patience);
         Assert.Equal((1, 0L, 16L), (done.Generation, done.Step, done.Samples));
     }
 }

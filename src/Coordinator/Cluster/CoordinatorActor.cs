@@ -46,8 +46,7 @@ public sealed class CoordinatorActor : ReceiveActor
     long _trainedImages;
     string _lastHash = "";
     bool _consistent = true;
-    byte[] _incomingState = [];
-    int _incomingParts;
+    ModelStateTransfer.Assembler? _incoming;
     Action? _afterState;
     string _status = "completed";
     string? _error;
@@ -125,13 +124,7 @@ public sealed class CoordinatorActor : ReceiveActor
 
     void SendState(IActorRef worker)
     {
-        var bytes = Payload.FromFloats(_model.Parameters).Concat(_optimizer.State.SelectMany(s => Payload.FromFloats(s.Values))).ToArray();
-        int parts = Payload.Parts(bytes.Length, 1);
-        for (int p = 0; p < parts; p++)
-        {
-            var (start, n) = Payload.Part(0, bytes.Length, p, parts);
-            worker.Tell(new ModelStateChunk(_generation, _step, p, parts, _optimizer.Steps, bytes.AsSpan(start, n).ToArray()));
-        }
+        foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, _step)) worker.Tell(chunk);
     }
 
     void StartTraining()
@@ -288,8 +281,7 @@ public sealed class CoordinatorActor : ReceiveActor
     void FetchState(Action then)
     {
         _afterState = then;
-        _incomingState = new byte[4 * _model.ParameterCount * (1 + _optimizer.State.Count)];
-        _incomingParts = 0;
+        _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
         _workers[0].Ref.Tell(new RequestModelState(_generation));
         Become(ReceivingState);
     }
@@ -299,15 +291,9 @@ public sealed class CoordinatorActor : ReceiveActor
         Receive<ModelStateChunk>(m =>
         {
             if (!Sender.Equals(_workers[0].Ref)) return;
-            var (start, length) = Payload.Part(0, _incomingState.Length, m.Part, m.Parts);
-            if (m.Bytes.Length != length) { _log.Error("model state part {0}: {1} bytes, expected {2}", m.Part, m.Bytes.Length, length); return; }
-            m.Bytes.CopyTo(_incomingState, start);
-            if (++_incomingParts < m.Parts) return;
-            int p = _model.ParameterCount;
-            Payload.ToFloats(_incomingState.AsSpan(0, 4 * p), _model.Parameters);
-            for (int i = 0; i < _optimizer.State.Count; i++) Payload.ToFloats(_incomingState.AsSpan(4 * p * (i + 1), 4 * p), _optimizer.State[i].Values);
-            _optimizer.Steps = m.OptimizerSteps;
-            _incomingState = [];
+            try { if (!_incoming!.Add(m)) return; }
+            catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
+            _incoming = null;
             if (ParameterHash.Sha256Hex(_model.Parameters) != _lastHash)
             {
                 _consistent = false;
