@@ -111,9 +111,10 @@ public sealed record EvaluateRange(
 public sealed record EvaluationCompleted(
     [property: Key(0)] int Generation,
     [property: Key(1)] long Step,
-    [property: Key(2)] double LossSum,
-    [property: Key(3)] long Correct,
-    [property: Key(4)] long Samples) : IGenerationMessage;
+    [property: Key(2)] int Start,
+    [property: Key(3)] double LossSum,
+    [property: Key(4)] long Correct,
+    [property: Key(5)] long Samples) : IGenerationMessage;
 
 /// coordinator -> worker: send your parameters and optimizer state (for checkpoints and the report).
 [MessagePackObject]

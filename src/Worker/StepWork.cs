@@ -24,6 +24,21 @@ public sealed class StepWork(TrainingPlan plan, int trainCount)
         return _order.AsMemory(batchStart + from, Math.Max(0, to - from));
     }
 
+    /// Cuts the test split into pieces whose shipped pixels fit one message, and gives each worker a
+    /// contiguous run of pieces: (worker, start, count) for every piece, in order.
+    public static IReadOnlyList<(int Worker, int Start, int Count)> EvaluationPieces(int testCount, int sampleBytes, int workers, int maxPayloadBytes)
+    {
+        int perPiece = Math.Max(1, maxPayloadBytes / sampleBytes);
+        int pieces = Math.Max(workers, (testCount + perPiece - 1) / perPiece);
+        var result = new List<(int, int, int)>(pieces);
+        for (int i = 0; i < pieces; i++)
+        {
+            int start = (int)((long)testCount * i / pieces), end = (int)((long)testCount * (i + 1) / pieces);
+            if (end > start) result.Add(((int)((long)i * workers / pieces), start, end - start));
+        }
+        return result;
+    }
+
     /// Cuts `count` of the global batch's micro-batches among `workers` as evenly as possible,
     /// in ring order: worker r gets a contiguous run starting where r-1's ends.
     public static (int First, int Count)[] Assign(int microBatches, int workers)

@@ -238,7 +238,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             stats = Evaluation.Run(_computer, shipped, 500);
         }
         else stats = Evaluation.Run(_computer, _settings.Data!.Test, 500, m.Start, m.Start + m.Count);
-        Sender.Tell(new EvaluationCompleted(m.Generation, m.Step, stats.LossSum, stats.Correct, stats.Samples), Self);
+        Sender.Tell(new EvaluationCompleted(m.Generation, m.Step, m.Start, stats.LossSum, stats.Correct, stats.Samples), Self);
     }
 
     void SendModelState(RequestModelState m)

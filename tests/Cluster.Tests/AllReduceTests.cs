@@ -86,3 +86,21 @@ public class AllReduceTests
         Assert.Equal(new long[] { 1, 2, 3, 4 }, sums);
     }
 }
+
+public class EvaluationPiecesTests
+{
+    [Theory]
+    [InlineData(10_000, 784, 1)]
+    [InlineData(10_000, 784, 3)]
+    [InlineData(200, 784, 2)]
+    [InlineData(5, 784, 4)]      // fewer samples than workers
+    public void Pieces_cover_the_test_split_in_order_and_each_fits_one_message(int count, int sampleBytes, int workers)
+    {
+        var pieces = DistTrain.Worker.StepWork.EvaluationPieces(count, sampleBytes, workers, ProtocolConfig.MaxPayloadBytes);
+        Assert.Equal(Enumerable.Range(0, count), pieces.SelectMany(p => Enumerable.Range(p.Start, p.Count)));
+        Assert.All(pieces, p => Assert.True((long)p.Count * sampleBytes <= ProtocolConfig.MaxPayloadBytes));
+        Assert.Equal(pieces.Select(p => p.Worker).Order(), pieces.Select(p => p.Worker));   // contiguous runs per worker
+        Assert.All(pieces, p => Assert.InRange(p.Worker, 0, workers - 1));
+        if (count >= workers) Assert.Equal(workers, pieces.Select(p => p.Worker).Distinct().Count());
+    }
+}

@@ -19,7 +19,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
         nameof(GradientChunk) => new GradientChunk(1, 9, 2, 1, 0, 1, [1, 2, 3, 4, 5, 6, 7, 8]),
         nameof(StepCompleted) => new StepCompleted(1, 9, 12.5, 30, 32, "ab", 0.1, 0.2, false),
         nameof(EvaluateRange) => new EvaluateRange(1, 9, 0, 100, [], []),
-        nameof(EvaluationCompleted) => new EvaluationCompleted(1, 9, 3.5, 90, 100),
+        nameof(EvaluationCompleted) => new EvaluationCompleted(1, 9, 0, 3.5, 90, 100),
         nameof(RequestModelState) => new RequestModelState(3),
         nameof(JobFinished) => new JobFinished("completed"),
         _ => throw new InvalidOperationException($"no sample for {t.Name}: add one so the new message is checked"),

@@ -36,7 +36,8 @@ public sealed class CoordinatorActor : ReceiveActor
     int _generation;
     long _step;
     readonly Dictionary<IActorRef, StepCompleted> _pending = [];
-    readonly Dictionary<IActorRef, EvaluationCompleted> _evaluations = [];
+    readonly SortedDictionary<int, EvaluationCompleted> _evaluations = [];
+    int _evaluationPieces;
     StarReducer? _star;
     readonly Stopwatch _stepClock = new();
     /// Time spent in steps (dispatch to the last StepCompleted), not in evaluation or state transfer.
@@ -100,6 +101,8 @@ public sealed class CoordinatorActor : ReceiveActor
             : !TokenEquals(r.JobToken, _s.JobToken) ? "wrong job token"
             : _workers.Any(w => w.Ref.Equals(Sender)) ? null
             : _workers.Count >= _s.ExpectedWorkers ? $"the job already has its {_s.ExpectedWorkers} workers"
+            : r.DatasetSha256 != _s.Data.Sha256 && (long)_s.Plan.GlobalBatch * _s.Data.Train.SampleSize > ProtocolConfig.MaxPayloadBytes
+                ? $"it has no copy of dataset {_s.Data.Name} ({_s.Data.Sha256[..12]}) and a global batch of {_s.Plan.GlobalBatch} samples is too large to ship; start it with --data"
             : null;
         if (refusal is not null)
         {
@@ -243,12 +246,13 @@ public sealed class CoordinatorActor : ReceiveActor
         _evaluatingEpoch = epoch;
         _evaluations.Clear();
         var test = _s.Data.Test;
-        for (int r = 0; r < _workers.Count; r++)
+        var pieces = StepWork.EvaluationPieces(test.Count, test.SampleSize, _workers.Count, ProtocolConfig.MaxPayloadBytes);
+        _evaluationPieces = pieces.Count;
+        foreach (var (worker, start, count) in pieces)
         {
-            int start = (int)((long)test.Count * r / _workers.Count), end = (int)((long)test.Count * (r + 1) / _workers.Count);
             byte[] pixels = [], labels = [];
-            if (_workers[r].Ships) (pixels, labels) = Ship(test, Enumerable.Range(start, end - start).ToArray());
-            _workers[r].Ref.Tell(new EvaluateRange(_generation, _step, start, end - start, pixels, labels));
+            if (_workers[worker].Ships) (pixels, labels) = Ship(test, Enumerable.Range(start, count).ToArray());
+            _workers[worker].Ref.Tell(new EvaluateRange(_generation, _step, start, count, pixels, labels));
         }
         Become(Evaluating);
     }
@@ -258,9 +262,9 @@ public sealed class CoordinatorActor : ReceiveActor
         Receive<EvaluationCompleted>(m =>
         {
             if (m.Generation != _generation || m.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender))) return;
-            _evaluations[Sender] = m;
-            if (_evaluations.Count < _workers.Count) return;
-            var all = _evaluations.Values;
+            _evaluations[m.Start] = m;
+            if (_evaluations.Count < _evaluationPieces) return;
+            var all = _evaluations.Values;   // summed in test-set order, so the loss is the same for any worker count
             _lastTest = new BatchStats(all.Sum(x => x.LossSum), all.Sum(x => x.Correct), all.Sum(x => x.Samples));
             _lastEpochTrain = _epochStats;
             double seconds = _epochClock.Elapsed.TotalSeconds;
