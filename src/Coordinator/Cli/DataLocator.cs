@@ -14,8 +14,11 @@ public static class DataLocator
     /// Also says which folder was used, so worker processes on this machine can read the same files.
     public static DatasetFolder Load(string? dataOption, TextWriter log, out string? folder)
     {
-        folder = dataOption is null ? DefaultFolder : Path.GetFullPath(dataOption);
-        if (dataOption is not null) return DatasetFolder.Load(dataOption);
+        if (dataOption is not null)
+        {
+            folder = Path.GetFullPath(dataOption);
+            return DatasetFolder.Load(dataOption);
+        }
         folder = Path.GetFullPath(DefaultFolder);
         if (Directory.Exists(DefaultFolder)) return DatasetFolder.Load(DefaultFolder);
 
