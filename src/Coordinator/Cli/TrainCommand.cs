@@ -19,7 +19,7 @@ public static class TrainCommand
     [
         "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
         "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
-        "--metrics", "--report", "--threads", "--remote-workers", "--allreduce", "--host", "--port",
+        "--metrics", "--report", "--threads", "--checkpoint-every", "--remote-workers", "--allreduce", "--host", "--port",
     ];
     static readonly HashSet<string> Flags = ["--in-process", "--resume", "--nesterov"];
 
@@ -48,6 +48,7 @@ public static class TrainCommand
           --port P              coordinator port (default 0: any free port)
           --threads T           compute threads per worker (default: cores / workers)
           --checkpoint-dir DIR  save a checkpoint after every epoch (newest 3 kept); --resume continues from it
+          --checkpoint-every K  also save one every K steps
           --metrics FILE.jsonl  per-step and per-epoch metrics as JSON lines
           --report FILE.json    summary report at the end
         """;
@@ -86,6 +87,8 @@ public static class TrainCommand
             MaxSteps = a.Long("--max-steps", min: 1),
         };
         string? checkpointDir = a.String("--checkpoint-dir");
+        long checkpointEvery = a.Long("--checkpoint-every", min: 1) ?? 0;
+        if (checkpointEvery > 0 && checkpointDir is null) throw new UsageException("--checkpoint-every needs --checkpoint-dir DIR");
         bool resume = a.Flag("--resume");
         if (resume && checkpointDir is null) throw new UsageException("--resume needs --checkpoint-dir DIR");
         string? metricsPath = a.String("--metrics"), reportPath = a.String("--report");
@@ -109,7 +112,7 @@ public static class TrainCommand
         }
 
         string token = Environment.GetEnvironmentVariable(WorkerHost.TokenVariable) is { Length: > 0 } t ? t : Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
-        var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null);
+        var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery);
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +

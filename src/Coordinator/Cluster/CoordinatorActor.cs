@@ -19,7 +19,7 @@ public sealed class CoordinatorActor : ReceiveActor
 {
     public sealed record Settings(
         TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
-        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch);
+        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0);
 
     readonly Settings _s;
     readonly ITrainingObserver _observer;
@@ -224,6 +224,8 @@ public sealed class CoordinatorActor : ReceiveActor
             new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _schedule.At(_step - 1), stats.Samples / wall),
             new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds)));
         if (_step % _work.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
+        else if (_s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0)
+            FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });
         else RunNextStep();
     }
 
