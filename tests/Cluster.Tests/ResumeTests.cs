@@ -32,14 +32,10 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
         }
     }
 
-    async Task<ClusterOutcome> Run(string name, int workers, TrainingCheckpoint? resume, ITrainingObserver observer, long every = 0)
+    Task<ClusterOutcome> Run(string name, int workers, TrainingCheckpoint? resume, ITrainingObserver observer, long every = 0)
     {
         var settings = new CoordinatorActor.Settings(Plan, Data, "ring", name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
-        var done = new TaskCompletionSource<ClusterOutcome>();
-        var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, observer, done), name);
-        for (int i = 0; i < workers; i++)
-            Sys.ActorOf(DistTrain.Worker.WorkerActor.Props(new(coordinator.Path.ToStringWithoutAddress(), name, Data, 1, $"{name}-{i}")), $"{name}-w{i}");
-        return await done.Task.WaitAsync(TimeSpan.FromMinutes(3));
+        return InProcessCluster.Start(Sys, settings, workers, observer, name).Completion.WaitAsync(TimeSpan.FromMinutes(3));
     }
 
     [Fact]

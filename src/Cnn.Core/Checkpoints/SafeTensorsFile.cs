@@ -15,23 +15,20 @@ public sealed record NamedTensor(string Name, int[] Shape, float[] Data);
 /// writing goes to a temporary file that is flushed and renamed, so a crash never leaves half a file.
 public sealed class SafeTensorsFile
 {
-    readonly Dictionary<string, NamedTensor> _byName;
-
-    SafeTensorsFile(string path, IReadOnlyDictionary<string, string> metadata, IReadOnlyList<NamedTensor> tensors)
+    SafeTensorsFile(SafeTensorsHeader header, IReadOnlyList<NamedTensor> tensors)
     {
-        Path = path;
-        Metadata = metadata;
+        Header = header;
         Tensors = tensors;
-        _byName = tensors.ToDictionary(t => t.Name);
     }
 
-    public string Path { get; }
-    public IReadOnlyDictionary<string, string> Metadata { get; }
+    /// Metadata, names and shapes; the file's tensors are in the same order.
+    public SafeTensorsHeader Header { get; }
+    public string Path => Header.Path;
+    public IReadOnlyDictionary<string, string> Metadata => Header.Metadata;
     /// In data-offset order, which is the order they were written in.
     public IReadOnlyList<NamedTensor> Tensors { get; }
-    public bool Contains(string name) => _byName.ContainsKey(name);
-    public NamedTensor this[string name] =>
-        _byName.TryGetValue(name, out var t) ? t : throw new CheckpointFormatException($"{Path}: no tensor '{name}'");
+    public bool Contains(string name) => Header.Contains(name);
+    public NamedTensor this[string name] => Tensors[Header.IndexOf(name)];
 
     /// Reads and validates the whole file; every problem is a CheckpointFormatException naming `path`.
     public static SafeTensorsFile Read(string path) => Open(path, file =>
@@ -49,7 +46,7 @@ public sealed class SafeTensorsFile
             }
             tensors.Add(new NamedTensor(info.Name, info.Shape, data));
         }
-        return new SafeTensorsFile(path, header.Metadata, tensors.AsReadOnly());
+        return new SafeTensorsFile(header, tensors.AsReadOnly());
     });
 
     /// Reads and validates only the header (metadata, names, shapes), not the tensor values.

@@ -20,23 +20,26 @@ public sealed class SafeTensorsHeader
     /// Real headers are kilobytes; a length beyond this is a corrupt or foreign file, not a big model.
     public const long MaxHeaderBytes = 100L << 20;
 
-    readonly Dictionary<string, TensorInfo> _byName;
+    readonly Dictionary<string, int> _indexByName;
 
     SafeTensorsHeader(string path, IReadOnlyDictionary<string, string> metadata, IReadOnlyList<TensorInfo> tensors)
     {
         Path = path;
         Metadata = metadata;
         Tensors = tensors;
-        _byName = tensors.ToDictionary(t => t.Name);
+        _indexByName = tensors.Select((t, i) => (t.Name, i)).ToDictionary(x => x.Name, x => x.i);
     }
 
     public string Path { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
     /// In data-offset order, which is the order they were written in.
     public IReadOnlyList<TensorInfo> Tensors { get; }
-    public bool Contains(string name) => _byName.ContainsKey(name);
-    public TensorInfo this[string name] =>
-        _byName.TryGetValue(name, out var t) ? t : throw new CheckpointFormatException($"{Path}: no tensor '{name}'");
+    public bool Contains(string name) => _indexByName.ContainsKey(name);
+    public TensorInfo this[string name] => Tensors[IndexOf(name)];
+
+    /// The position of a tensor in data order; a missing name is a CheckpointFormatException naming the file.
+    internal int IndexOf(string name) =>
+        _indexByName.TryGetValue(name, out int i) ? i : throw new CheckpointFormatException($"{Path}: no tensor '{name}'");
 
     /// Reads the length and header of `file` (positioned at its start), leaving it at the first tensor byte.
     internal static SafeTensorsHeader Parse(string path, Stream file)
