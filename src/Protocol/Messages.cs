@@ -14,7 +14,8 @@ public interface IGenerationMessage : IProtocolMessage
 
 public static class ProtocolVersion
 {
-    public const int Current = 1;
+    /// 2: StartGeneration carries the step the generation starts at (replicas ahead of it roll back).
+    public const int Current = 2;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -50,12 +51,15 @@ public sealed record ModelStateChunk(
 
 // ---- Membership ------------------------------------------------------------------------------
 
-/// coordinator -> worker: a new generation with this ring (actor paths, in rank order).
+/// coordinator -> worker: a new generation with this ring (actor paths, in rank order), whose
+/// first step is Step. A replica that already applied step Step (the step in flight when a peer
+/// was lost) rolls that update back, so the step is redone by the live workers exactly once.
 [MessagePackObject]
 public sealed record StartGeneration(
     [property: Key(0)] int Generation,
     [property: Key(1)] string[] Ring,
-    [property: Key(2)] int Rank) : IGenerationMessage;
+    [property: Key(2)] int Rank,
+    [property: Key(3)] long Step) : IGenerationMessage;
 
 // ---- Steps -----------------------------------------------------------------------------------
 

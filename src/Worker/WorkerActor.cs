@@ -38,6 +38,16 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     int _generation;
     IAllReduce? _allReduce;
+    /// Who may send this replica gradient chunks in the current generation: its ring predecessor,
+    /// or the coordinator for the star. Chunks from anyone else are dropped.
+    IActorRef _chunkSender = ActorRefs.Nobody;
+    /// The next step this replica will apply (the number of updates it holds).
+    long _nextStep;
+    /// The replica before its newest update, kept until the next step: when a peer is lost after this
+    /// replica applied step t but before the coordinator committed it, the step is rolled back and redone.
+    float[] _undoParameters = [];
+    float[][] _undoState = [];
+    long _undoOptimizerSteps, _undoStep = -1;
     RunStep? _current;
     BatchStats _currentStats;
     bool _currentDiverged;
@@ -78,6 +88,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         });
         Receive<WorkerAccepted>(m =>
         {
+            if (Sender.Path.ToStringWithoutAddress() != CoordinatorElements) { _log.Warning("ignored an acceptance from {0}, not the coordinator", Sender); return; }
             _registerTimer?.Cancel();
             _coordinator = Sender;
             Context.Watch(_coordinator);
@@ -86,6 +97,17 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         });
         Receive<GradientChunk>(_ => Stash.Stash());
         Receive<StartGeneration>(_ => Stash.Stash());
+    }
+
+    string CoordinatorElements => ActorPath.TryParse(_settings.CoordinatorPath, out var path)
+        ? path.ToStringWithoutAddress() : _settings.CoordinatorPath;
+
+    /// Invariant 4: only the coordinator that accepted this worker steers it.
+    bool FromCoordinator(object message)
+    {
+        if (Sender.Equals(_coordinator)) return true;
+        _log.Warning("ignored {0} from {1}, which is not the coordinator", message.GetType().Name, Sender);
+        return false;
     }
 
     void Setup(JobPlan job)
@@ -99,15 +121,19 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _work = new StepWork(_plan, job.TrainCount);
         _sums = new long[_model.ParameterCount];
         _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
+        _undoParameters = new float[_model.ParameterCount];
+        _undoState = _optimizer.State.Select(v => new float[v.Values.Length]).ToArray();
     }
 
     void ReceivingState()
     {
         Receive<ModelStateChunk>(m =>
         {
+            if (!FromCoordinator(m)) return;
             try { if (!_incoming!.Add(m)) return; }
             catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
             _incoming = null;
+            _nextStep = m.Step;
             Become(Ready);
             Stash.UnstashAll();
         });
@@ -118,14 +144,14 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void Ready()
     {
-        Receive<StartGeneration>(StartGeneration);
-        Receive<RunStep>(RunStep);
+        Receive<StartGeneration>(g => { if (FromCoordinator(g)) StartGeneration(g); });
+        Receive<RunStep>(m => { if (FromCoordinator(m)) RunStep(m); });
         Receive<GradientChunk>(c =>
         {
             if (c.Generation >= _generation) Stash.Stash();   // a peer is already on the next step
         });
-        Receive<EvaluateRange>(Evaluate);
-        Receive<RequestModelState>(SendModelState);
+        Receive<EvaluateRange>(m => { if (FromCoordinator(m)) Evaluate(m); });
+        Receive<RequestModelState>(m => { if (FromCoordinator(m)) SendModelState(m); });
         Common();
     }
 
@@ -135,6 +161,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         {
             if (c.Generation < _generation || (c.Generation == _generation && c.Step < _current!.Step)) return;   // stale
             if (c.Generation > _generation || c.Step > _current!.Step) { Stash.Stash(); return; }
+            if (!Sender.Equals(_chunkSender)) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", Sender); return; }
             bool done;
             try { done = _allReduce!.Handle(c); }
             catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", Sender, e.Message); return; }
@@ -142,6 +169,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         });
         Receive<StartGeneration>(g =>
         {
+            if (!FromCoordinator(g)) return;
             // Membership changed mid-step: drop the half-reduced step; the coordinator redoes it.
             _current = null;
             StartGeneration(g);
@@ -154,7 +182,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void Common()
     {
-        Receive<JobFinished>(m => Finish(null));
+        Receive<JobFinished>(m => { if (FromCoordinator(m)) Finish(null); });
         Receive<Terminated>(t => t.ActorRef.Equals(_coordinator), _ => Finish("lost the coordinator"));
         Receive<WorkerAccepted>(_ => { });
         Receive<RetryRegister>(_ => { });
@@ -163,19 +191,54 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     void StartGeneration(StartGeneration g)
     {
         if (g.Generation <= _generation) return;
+        if (g.Ring.Length == 0 || (uint)g.Rank >= (uint)g.Ring.Length)
+        {
+            _log.Error("ignored generation {0}: rank {1} in a ring of {2}", g.Generation, g.Rank, g.Ring.Length);
+            return;
+        }
+        if (_nextStep == g.Step + 1 && _undoStep == g.Step) RollBack();
+        if (_nextStep != g.Step)
+        {
+            // Cannot happen while the coordinator keeps replicas within one step of each other; stop
+            // rather than train on a replica that differs from the others.
+            Finish($"generation {g.Generation} starts at step {g.Step}, this replica holds {_nextStep} steps");
+            return;
+        }
         _generation = g.Generation;
         if (_job.AllReduce == "star")
+        {
+            _chunkSender = _coordinator;
             _allReduce = new StarAllReduce(c => _coordinator.Tell(c, Self));
+        }
         else
         {
-            var next = ((ExtendedActorSystem)Context.System).Provider.ResolveActorRef(g.Ring[(g.Rank + 1) % g.Ring.Length]);
+            var provider = ((ExtendedActorSystem)Context.System).Provider;
+            var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % g.Ring.Length]);
+            _chunkSender = provider.ResolveActorRef(g.Ring[(g.Rank + g.Ring.Length - 1) % g.Ring.Length]);
             _allReduce = new RingAllReduce(g.Rank, g.Ring.Length, c => next.Tell(c, Self));
         }
+    }
+
+    /// Undoes the newest update (step _undoStep): parameters, optimizer state and its step count.
+    void RollBack()
+    {
+        _undoParameters.CopyTo(_model.Parameters);
+        for (int i = 0; i < _undoState.Length; i++) _undoState[i].CopyTo(_optimizer.State[i].Values, 0);
+        _optimizer.Steps = _undoOptimizerSteps;
+        _nextStep = _undoStep;
+        _undoStep = -1;
+        _log.Info("rolled back step {0} to redo it in the new generation", _nextStep);
     }
 
     void RunStep(RunStep m)
     {
         if (m.Generation != _generation) return;
+        if (m.Step != _nextStep || m.MicroBatches < 0 || m.FirstMicroBatch < 0 || m.FirstMicroBatch + m.MicroBatches > _plan.MicroBatchCount)
+        {
+            _log.Error("ignored step {0} (micro-batches {1}+{2}): this replica is at step {3} of a plan with {4} micro-batches per step",
+                m.Step, m.FirstMicroBatch, m.MicroBatches, _nextStep, _plan.MicroBatchCount);
+            return;
+        }
         var clock = Stopwatch.StartNew();
         _current = m;
         Array.Clear(_sums);
@@ -220,6 +283,11 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         var m = _current!;
         double reduceSeconds = _reduceClock.Elapsed.TotalSeconds;
         FixedPointGradient.ToFloat(_sums, _model.Gradients);
+        _model.Parameters.CopyTo(_undoParameters);
+        for (int i = 0; i < _undoState.Length; i++) _optimizer.State[i].Values.CopyTo(_undoState[i], 0);
+        _undoOptimizerSteps = _optimizer.Steps;
+        _undoStep = m.Step;
+        _nextStep = m.Step + 1;
         _optimizer.Step(_model.Parameters, _model.Gradients, (float)_schedule.At(m.Step));
         _coordinator.Tell(new StepCompleted(m.Generation, m.Step, _currentStats.LossSum, _currentStats.Correct, _currentStats.Samples,
             ParameterHash.Sha256Hex(_model.Parameters), _computeSeconds, reduceSeconds, _currentDiverged), Self);

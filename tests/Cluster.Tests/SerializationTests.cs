@@ -14,7 +14,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
         nameof(WorkerRefused) => new WorkerRefused("wrong job token"),
         nameof(WorkerAccepted) => new WorkerAccepted(new JobPlan("{}", "mnist", "sha", 10, 5, 28, 28, 10, 0.1f, 0.3f, "ring"), true),
         nameof(ModelStateChunk) => new ModelStateChunk(1, 5, 0, 2, 7, [1, 2, 3]),
-        nameof(StartGeneration) => new StartGeneration(2, ["akka://a/user/b", "akka://a/user/c"], 1),
+        nameof(StartGeneration) => new StartGeneration(2, ["akka://a/user/b", "akka://a/user/c"], 1, 5),
         nameof(RunStep) => new RunStep(1, 9, 0, 2, [9, 8], [1]),
         nameof(GradientChunk) => new GradientChunk(1, 9, 2, 1, 0, 1, [1, 2, 3, 4, 5, 6, 7, 8]),
         nameof(StepCompleted) => new StepCompleted(1, 9, 12.5, 30, 32, "ab", 0.1, 0.2, false),

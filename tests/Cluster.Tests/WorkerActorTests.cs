@@ -10,30 +10,111 @@ using DistTrain.Worker;
 namespace DistTrain.Cluster.Tests;
 
 /// One real worker, with a TestProbe playing both the coordinator and its ring neighbour.
-public class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
+public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
 {
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+
+    static readonly DatasetFolder Data = DatasetFolder.Synthetic(256, 64, seed: 4);
+    static readonly TrainingPlan Plan = new() { Model = Presets.LeNet5, GlobalBatch = 32, MicroBatch = 16, Epochs = 1, Seed = 3 };
+
+    /// A worker accepted by `coordinator` (a probe) with the initial state of the plan.
+    IActorRef AcceptedWorker(Akka.TestKit.TestProbe coordinator, string name)
+    {
+        var worker = Sys.ActorOf(WorkerActor.Props(new(coordinator.Ref.Path.ToStringWithoutAddress(), "t", Data, 1, "w")), name);
+        coordinator.ExpectMsg<RegisterWorker>(Patience);
+        coordinator.IgnoreMessages<RegisterWorker>();   // the worker retries every second until accepted; under load a repeat may queue
+        coordinator.Reply(new WorkerAccepted(JobPlan.From(Plan, Data, "ring"), ShipsSamples: false));
+        var model = Model.Create(Plan.Model);
+        model.Initialize(Plan.Seed);
+        var state = Payload.FromFloats(model.Parameters).Concat(Payload.FromFloats(new float[model.ParameterCount])).ToArray();
+        coordinator.Reply(new ModelStateChunk(0, 0, 0, 1, 0, state));
+        return worker;
+    }
+
+    static string[] Ring(params IActorRef[] members) => members.Select(Akka.Serialization.Serialization.SerializedActorPath).ToArray();
+
+    [Fact]
+    public void A_replica_that_applied_the_step_in_flight_rolls_it_back_when_a_new_generation_redoes_it()
+    {
+        var coordinator = CreateTestProbe();
+        var worker = AcceptedWorker(coordinator, "rollback");
+        coordinator.Send(worker, new StartGeneration(1, Ring(worker), 0, 0));   // a ring of one: the step completes at once
+        coordinator.Send(worker, new RunStep(1, 0, 0, 2, [], []));
+        var first = coordinator.ExpectMsg<StepCompleted>(Patience);
+
+        // The coordinator lost a peer before committing step 0: generation 2 redoes step 0.
+        coordinator.Send(worker, new StartGeneration(2, Ring(worker), 0, 0));
+        coordinator.Send(worker, new RunStep(2, 0, 0, 2, [], []));
+        var redone = coordinator.ExpectMsg<StepCompleted>(Patience);
+        Assert.Equal((2, 0L), (redone.Generation, redone.Step));
+        Assert.Equal(first.ParameterSha256, redone.ParameterSha256);   // applied once, not twice
+
+        // A generation that starts after the committed step does not roll back.
+        coordinator.Send(worker, new StartGeneration(3, Ring(worker), 0, 1));
+        coordinator.Send(worker, new RunStep(3, 1, 0, 2, [], []));
+        var next = coordinator.ExpectMsg<StepCompleted>(Patience);
+        Assert.Equal(1L, next.Step);
+        Assert.NotEqual(first.ParameterSha256, next.ParameterSha256);
+    }
+
+    [Fact]
+    public void Steering_messages_from_anyone_but_the_coordinator_change_nothing()
+    {
+        var coordinator = CreateTestProbe();
+        var stranger = CreateTestProbe();
+        var worker = AcceptedWorker(coordinator, "steered");
+        stranger.Send(worker, new StartGeneration(7, Ring(worker), 0, 0));
+        stranger.Send(worker, new RunStep(7, 0, 0, 2, [], []));
+        stranger.Send(worker, new JobFinished("completed"));
+        stranger.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        // The worker still follows its coordinator, in generation 1 (the stranger's 7 was never taken).
+        coordinator.Send(worker, new StartGeneration(1, Ring(worker), 0, 0));
+        coordinator.Send(worker, new RunStep(1, 0, 0, 2, [], []));
+        var done = coordinator.ExpectMsg<StepCompleted>(Patience);
+
+        var control = CreateTestProbe();
+        var twin = AcceptedWorker(control, "twin");
+        control.Send(twin, new StartGeneration(1, Ring(twin), 0, 0));
+        control.Send(twin, new RunStep(1, 0, 0, 2, [], []));
+        Assert.Equal(control.ExpectMsg<StepCompleted>(Patience).ParameterSha256, done.ParameterSha256);
+    }
+
+    [Fact]
+    public void A_forged_gradient_chunk_from_outside_the_ring_is_not_summed()
+    {
+        string Run(string name, bool forge)
+        {
+            var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two
+            var worker = AcceptedWorker(peer, name);
+            peer.Send(worker, new StartGeneration(1, Ring(worker, peer.Ref), 0, 0));
+            int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
+            if (forge)
+            {
+                var forged = new long[n - half];
+                Array.Fill(forged, 1L << 40);   // +1.0 on every gradient of the segment
+                CreateTestProbe().Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged)));
+            }
+            peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
+            peer.ExpectMsg<GradientChunk>(Patience);                   // round 0: its own segment 0
+            peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
+            peer.ExpectMsg<GradientChunk>(Patience);                   // round 1: the reduced segment 1
+            peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
+            return peer.ExpectMsg<StepCompleted>(Patience).ParameterSha256;
+        }
+        Assert.Equal(Run("honest-ring", forge: false), Run("forged-ring", forge: true));
+    }
 
     [Fact]
     public void A_peer_chunk_that_arrives_before_RunStep_is_not_lost()
     {
-        var data = DatasetFolder.Synthetic(256, 64, seed: 4);
-        var plan = new TrainingPlan { Model = Presets.LeNet5, GlobalBatch = 32, MicroBatch = 16, Epochs = 1, Seed = 3 };
         var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two
-        var worker = Sys.ActorOf(WorkerActor.Props(new(peer.Ref.Path.ToStringWithoutAddress(), "t", data, 1, "w")), "early-bird");
-
-        peer.ExpectMsg<RegisterWorker>(Patience);
-        peer.IgnoreMessages<RegisterWorker>();   // the worker retries every second until accepted; under load a repeat may queue
-        peer.Reply(new WorkerAccepted(JobPlan.From(plan, data, "ring"), ShipsSamples: false));
-        var model = Model.Create(plan.Model);
-        model.Initialize(plan.Seed);
-        var state = Payload.FromFloats(model.Parameters).Concat(Payload.FromFloats(new float[model.ParameterCount])).ToArray();
-        peer.Reply(new ModelStateChunk(0, 0, 0, 1, 0, state));
-        var ring = new[] { Akka.Serialization.Serialization.SerializedActorPath(worker), Akka.Serialization.Serialization.SerializedActorPath(peer.Ref) };
-        peer.Reply(new StartGeneration(1, ring, 0));
+        var worker = AcceptedWorker(peer, "early-bird");
+        peer.Reply(new StartGeneration(1, Ring(worker, peer.Ref), 0, 0));
 
         // Rank 1's reduce-scatter chunk (segment 1) arrives first, RunStep second.
-        int n = model.ParameterCount, half = n / 2;
+        int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
         peer.Reply(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
         peer.Reply(new RunStep(1, 0, 0, 1, [], []));
 

@@ -20,6 +20,7 @@ public static class TrainCommand
         "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
         "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
         "--metrics", "--report", "--threads", "--checkpoint-every", "--remote-workers", "--allreduce", "--host", "--port",
+        "--worker-wait", "--token-file",
     ];
     static readonly HashSet<string> Flags = ["--in-process", "--resume", "--nesterov"];
 
@@ -47,6 +48,8 @@ public static class TrainCommand
           --host H              address to bind and advertise (default 127.0.0.1)
           --port P              coordinator port (default 0: any free port)
           --threads T           compute threads per worker (default: cores / workers)
+          --worker-wait SECS    wait this long for workers at the start and for a replacement when none is left (default 60)
+          --token-file FILE     the job token workers must present (default: DISTTRAIN_JOB_TOKEN, else a random one)
           --checkpoint-dir DIR  save a checkpoint after every epoch (newest 3 kept); --resume continues from it
           --checkpoint-every K  also save one every K steps
           --metrics FILE.jsonl  per-step and per-epoch metrics as JSON lines
@@ -94,6 +97,7 @@ public static class TrainCommand
         string? metricsPath = a.String("--metrics"), reportPath = a.String("--report");
 
         long? warmup = a.Long("--warmup", min: 0);
+        double workerWait = a.Double("--worker-wait", 60, 0, 86_400, minExclusive: true);
         var data = DataLocator.Load(a.String("--data"), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
@@ -111,8 +115,9 @@ public static class TrainCommand
             else CheckResumable(start, plan, data);
         }
 
-        string token = Environment.GetEnvironmentVariable(WorkerHost.TokenVariable) is { Length: > 0 } t ? t : Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
-        var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery);
+        string token = JobToken.Read(a.String("--token-file")) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
+        var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery,
+            TimeSpan.FromSeconds(workerWait));
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +

@@ -32,9 +32,8 @@ public static class WorkerCommand
         Parallelism.MaxThreads = threads;
         DatasetFolder? data = a.String("--data") is string dir ? DatasetFolder.Load(dir) : null;
         string name = a.String("--name", $"{Environment.MachineName}-{Environment.ProcessId}");
-        string token = a.String("--token-file") is string file
-            ? (File.Exists(file) ? File.ReadAllText(file).Trim() : throw new UsageException($"--token-file: {file} not found"))
-            : Environment.GetEnvironmentVariable(WorkerHost.TokenVariable) ?? throw new UsageException($"no job token: set {WorkerHost.TokenVariable} or pass --token-file FILE");
+        string token = JobToken.Read(a.String("--token-file"))
+            ?? throw new UsageException($"no job token: set {WorkerHost.TokenVariable} or pass --token-file FILE");
         return WorkerHost.RunAsync(target[..colon], coordinatorPort, host, port, data, token, threads, name, output).GetAwaiter().GetResult();
     }
 }

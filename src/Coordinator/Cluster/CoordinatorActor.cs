@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
@@ -14,12 +15,28 @@ namespace DistTrain.Coordinator.Cluster;
 /// Orchestrates synchronous data-parallel training: admits workers, cuts each global batch into
 /// micro-batch runs in ring order, checks after every step that all replicas hold the same
 /// parameters, shares evaluation, and fetches the state for checkpoints and the final report.
-/// Phases are behaviours: WaitingForWorkers, Training, Evaluating, Finishing.
-public sealed class CoordinatorActor : ReceiveActor
+/// Phases are behaviours: WaitingForWorkers, Training, Evaluating, ReceivingState, Finished.
+/// Membership changes start a new generation: a lost worker's step in flight is redone by the live
+/// workers, joiners receive the current state and enter at the next step, and with no worker left
+/// training restarts from the coordinator's last copy of the state when one joins.
+public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public sealed record Settings(
         TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
-        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0);
+        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null)
+    {
+        /// How long to wait for workers: for the job's workers at the start, and for a replacement
+        /// when none is left. Then training starts with those present, or the run fails (exit 4).
+        public TimeSpan WorkerWaitOrDefault => WorkerWait ?? TimeSpan.FromSeconds(60);
+    }
+
+    readonly record struct Member(IActorRef Ref, string Name, bool Ships);
+
+    /// What the current generation is doing: what a lost worker interrupts and what is redone.
+    enum Phase { Waiting, Step, Evaluation, State }
+
+    /// A cluster member that has not registered with the job token by then is downed.
+    static readonly TimeSpan AdmissionGrace = TimeSpan.FromSeconds(20);
 
     readonly Settings _s;
     readonly ITrainingObserver _observer;
@@ -31,10 +48,23 @@ public sealed class CoordinatorActor : ReceiveActor
     readonly StepWork _work;
     readonly long _totalSteps;
     readonly LearningRateSchedule _schedule;
+    readonly Akka.Cluster.Cluster? _cluster;
 
-    readonly List<(IActorRef Ref, string Name, bool Ships)> _workers = [];
+    /// The members of the current generation, in ring order.
+    readonly List<Member> _workers = [];
+    /// Accepted mid-run; brought up to date and added at the next step boundary.
+    readonly List<Member> _joiners = [];
     int _generation;
+    Phase _phase = Phase.Waiting;
+    bool _started;
+    int _waitRound;
     long _step;
+    /// The coordinator's copy of the model holds the replicas' state after this many steps: where
+    /// training restarts if every worker is lost.
+    long _syncedStep;
+    BatchStats _syncedEpochStats;
+    int _failures;
+    long _redone;
     readonly Dictionary<IActorRef, StepCompleted> _pending = [];
     readonly SortedDictionary<int, EvaluationCompleted> _evaluations = [];
     int _evaluationPieces;
@@ -70,37 +100,63 @@ public sealed class CoordinatorActor : ReceiveActor
             _model.Initialize(settings.Plan.Seed);
             _optimizer = Optimizer.Create(settings.Plan.Optimizer, _model.ParameterCount);
         }
+        _syncedStep = _step;
         _work = new StepWork(settings.Plan, settings.Data.Train.Count);
         _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
         _schedule = settings.Plan.CreateSchedule(settings.Data.Train.Count);
         _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
-        WaitingForWorkers();
+        if (Context.System is ExtendedActorSystem { Provider: Akka.Cluster.ClusterActorRefProvider }) _cluster = Akka.Cluster.Cluster.Get(Context.System);
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(Settings settings, ITrainingObserver observer, TaskCompletionSource<ClusterOutcome> done) =>
         Akka.Actor.Props.Create(() => new CoordinatorActor(settings, observer, done));
 
-    // ---- WaitingForWorkers ---------------------------------------------------------------------
+    protected override void PreStart()
+    {
+        _cluster?.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
+        WaitForWorkers();
+    }
 
-    void WaitingForWorkers()
+    protected override void PostStop() => _cluster?.Unsubscribe(Self);
+
+    sealed record WaitTimeout(int Round);
+    sealed record CheckMember(Address Address);
+
+    // ---- Membership (every phase) -----------------------------------------------------------------
+
+    void Membership()
     {
         Receive<RegisterWorker>(Register);
-        Receive<Terminated>(t =>
+        Receive<Terminated>(OnTerminated);
+        Receive<ClusterEvent.MemberUp>(up =>
         {
-            int i = _workers.FindIndex(w => w.Ref.Equals(t.ActorRef));
-            if (i < 0) return;
-            _observer.Log($"worker {_workers[i].Name} left before training started");
-            _workers.RemoveAt(i);
+            if (!up.Member.Address.Equals(_cluster!.SelfAddress))
+                Timers.StartSingleTimer(up.Member.Address, new CheckMember(up.Member.Address), AdmissionGrace);
         });
+        Receive<CheckMember>(m => DownIfStranger(m.Address));
+    }
+
+    bool IsMember(IActorRef r) => _workers.Any(w => w.Ref.Equals(r)) || _joiners.Any(w => w.Ref.Equals(r));
+
+    /// Closes the membership-before-token gap: Akka.Cluster lets any node that reaches the seed join
+    /// the cluster; a node with no admitted worker is removed from it.
+    void DownIfStranger(Address address)
+    {
+        if (_cluster is null || _workers.Concat(_joiners).Any(w => w.Ref.Path.Address.Equals(address))) return;
+        if (!_cluster.State.Members.Any(m => m.Address.Equals(address) && m.Status == MemberStatus.Up)) return;
+        _observer.Log($"removing {address} from the cluster: it joined but no worker there holds the job token");
+        _cluster.Down(address);
     }
 
     void Register(RegisterWorker r)
     {
+        bool known = IsMember(Sender);
         string? refusal =
             r.ProtocolVersion != ProtocolVersion.Current ? $"protocol version {r.ProtocolVersion}, the coordinator speaks {ProtocolVersion.Current}"
             : !TokenEquals(r.JobToken, _s.JobToken) ? "wrong job token"
-            : _workers.Any(w => w.Ref.Equals(Sender)) ? null
-            : _workers.Count >= _s.ExpectedWorkers ? $"the job already has its {_s.ExpectedWorkers} workers"
+            : known ? null
             : r.DatasetSha256 != _s.Data.Sha256 && (long)_s.Plan.GlobalBatch * _s.Data.Train.SampleSize > ProtocolConfig.MaxPayloadBytes
                 ? $"it has no copy of dataset {_s.Data.Name} ({_s.Data.Sha256[..12]}) and a global batch of {_s.Plan.GlobalBatch} samples is too large to ship; start it with --data"
             : null;
@@ -108,16 +164,29 @@ public sealed class CoordinatorActor : ReceiveActor
         {
             _observer.Log($"refused worker {r.Name} at {Sender.Path.Address}: {refusal}");
             Sender.Tell(new WorkerRefused(refusal));
+            // A refused worker exits; one that stays in the cluster is removed after a grace period.
+            if (_cluster is not null) Timers.StartSingleTimer(Sender.Path.Address, new CheckMember(Sender.Path.Address), TimeSpan.FromSeconds(5));
             return;
         }
-        if (_workers.Any(w => w.Ref.Equals(Sender))) return;   // a repeated registration
+        if (known) return;   // a repeated registration
         bool ships = r.DatasetSha256 != _s.Data.Sha256;
+        var member = new Member(Sender, r.Name, ships);
         Sender.Tell(new WorkerAccepted(_job, ships));
-        SendState(Sender);
         Context.Watch(Sender);
-        _workers.Add((Sender, r.Name, ships));
-        _observer.Log($"worker {r.Name} joined ({_workers.Count}/{_s.ExpectedWorkers}){(ships ? ", samples shipped" : ", reads its own copy of the data")}");
-        if (_workers.Count == _s.ExpectedWorkers) StartTraining();
+        string how = ships ? "samples shipped" : "reads its own copy of the data";
+        if (_phase == Phase.Waiting)
+        {
+            // Nobody trains: the coordinator's copy is the current state.
+            SendState(Sender);
+            _workers.Add(member);
+            _observer.Log($"worker {r.Name} joined ({_workers.Count}/{_s.ExpectedWorkers}, {how})");
+            if (_workers.Count == _s.ExpectedWorkers || _started) StartTraining();
+        }
+        else
+        {
+            _joiners.Add(member);
+            _observer.Log($"worker {r.Name} joined mid-run ({how}); it enters at the next step");
+        }
     }
 
     /// Constant-time comparison so the token cannot be guessed byte by byte from response times.
@@ -130,16 +199,114 @@ public sealed class CoordinatorActor : ReceiveActor
         foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, _step)) worker.Tell(chunk);
     }
 
+    void OnTerminated(Terminated t)
+    {
+        int j = _joiners.FindIndex(w => w.Ref.Equals(t.ActorRef));
+        if (j >= 0)
+        {
+            _observer.Log($"lost worker {_joiners[j].Name} before it entered");
+            _joiners.RemoveAt(j);
+            _failures++;
+            return;
+        }
+        int i = _workers.FindIndex(w => w.Ref.Equals(t.ActorRef));
+        if (i < 0) return;
+        var lost = _workers[i];
+        _workers.RemoveAt(i);
+        if (!_started)
+        {
+            _observer.Log($"worker {lost.Name} left before training started");
+            return;
+        }
+        _failures++;
+        _observer.Log($"lost worker {lost.Name} at step {_step + 1}; {_workers.Count} left");
+        if (_workers.Count == 0) { AllLost(); return; }
+        switch (_phase)
+        {
+            case Phase.Step:
+                // No replica keeps a half-applied step: those that applied it roll it back (StartGeneration).
+                _redone++;
+                NewGeneration();
+                Become(Training);
+                DispatchStep();
+                break;
+            case Phase.Evaluation:
+                NewGeneration();
+                StartEvaluation(_evaluatingEpoch);
+                break;
+            case Phase.State:
+                NewGeneration();
+                FetchState(_afterState!);
+                break;
+        }
+    }
+
+    /// Every replica is gone: training restarts from the coordinator's copy once a worker joins.
+    void AllLost()
+    {
+        long lostSteps = _step - _syncedStep + (_phase == Phase.Step ? 1 : 0);
+        _redone += lostSteps;
+        _step = _syncedStep;
+        _epochStats = _syncedEpochStats;
+        _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
+        _observer.Log($"no worker left: training resumes from step {_step} ({lostSteps} step(s) to redo) when a worker joins; " +
+                      $"waiting up to {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
+        var waiting = _joiners.ToList();
+        _joiners.Clear();
+        WaitForWorkers();
+        foreach (var w in waiting) { SendState(w.Ref); _workers.Add(w); }
+        if (_workers.Count > 0) StartTraining();
+    }
+
+    // ---- WaitingForWorkers ---------------------------------------------------------------------
+
+    void WaitForWorkers()
+    {
+        _phase = Phase.Waiting;
+        int round = ++_waitRound;
+        Timers.StartSingleTimer("wait", new WaitTimeout(round), _s.WorkerWaitOrDefault);
+        Become(() =>
+        {
+            Membership();
+            Receive<WaitTimeout>(m =>
+            {
+                if (m.Round != _waitRound) return;
+                if (_workers.Count > 0)
+                {
+                    _observer.Log($"starting with {_workers.Count} of {_s.ExpectedWorkers} workers after waiting {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
+                    StartTraining();
+                    return;
+                }
+                _status = "failed";
+                _error = _started
+                    ? $"no worker left and none joined within {_s.WorkerWaitOrDefault.TotalSeconds:F0}s (--worker-wait)"
+                    : $"no worker joined within {_s.WorkerWaitOrDefault.TotalSeconds:F0}s (--worker-wait)";
+                if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
+                Finish(fetchState: false);
+            });
+        });
+    }
+
     void StartTraining()
     {
-        _generation++;
-        var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
-        for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r));
-        _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
-        _observer.Log($"training with {_workers.Count} worker(s), {_s.AllReduce} all-reduce, generation {_generation}");
+        _waitRound++;   // a timeout already queued is ignored
+        Timers.Cancel("wait");
+        _started = true;
+        NewGeneration();
         _epochClock.Restart();
         Become(Training);
         RunNextStep();
+    }
+
+    /// A new ring of the current members: older generations' messages are ignored from now on, and
+    /// replicas that applied the step in flight roll it back.
+    void NewGeneration()
+    {
+        _generation++;
+        var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
+        for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r, _step));
+        _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
+        _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce} all-reduce, from step {_step + 1}");
     }
 
     // ---- Training --------------------------------------------------------------------------------
@@ -148,13 +315,29 @@ public sealed class CoordinatorActor : ReceiveActor
     {
         Receive<StepCompleted>(OnStepCompleted);
         Receive<GradientChunk>(OnStarChunk);
-        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
-        Receive<Terminated>(OnWorkerLost);
+        Membership();
     }
 
     void RunNextStep()
     {
         if (_step >= _totalSteps) { Finish(); return; }
+        if (_joiners.Count > 0) { FetchState(AdmitJoiners); return; }
+        DispatchStep();
+    }
+
+    /// The joiners get the state just fetched from rank 0 and enter with a new generation.
+    void AdmitJoiners()
+    {
+        foreach (var j in _joiners) { SendState(j.Ref); _workers.Add(j); }
+        _joiners.Clear();
+        NewGeneration();
+        Become(Training);
+        DispatchStep();
+    }
+
+    void DispatchStep()
+    {
+        _phase = Phase.Step;
         var assignment = StepWork.Assign(_s.Plan.MicroBatchCount, _workers.Count);
         _pending.Clear();
         _stepClock.Restart();
@@ -209,7 +392,7 @@ public sealed class CoordinatorActor : ReceiveActor
         {
             _consistent = false;
             _status = "failed";
-            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterSha256[..12]}"));
+            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterSha256[..Math.Min(12, p.Value.ParameterSha256.Length)]}"));
             Finish(fetchState: false);
             return;
         }
@@ -229,22 +412,13 @@ public sealed class CoordinatorActor : ReceiveActor
         else RunNextStep();
     }
 
-    void OnWorkerLost(Terminated t)
-    {
-        var lost = _workers.FirstOrDefault(w => w.Ref.Equals(t.ActorRef));
-        if (lost.Ref is null) return;
-        _status = "failed";
-        _error = $"lost worker {lost.Name}; this version cannot continue without it";
-        _workers.Remove(lost);
-        Finish(fetchState: false);
-    }
-
     // ---- Evaluating ------------------------------------------------------------------------------
 
     int _evaluatingEpoch;
 
     void StartEvaluation(int epoch)
     {
+        _phase = Phase.Evaluation;
         _evaluatingEpoch = epoch;
         _evaluations.Clear();
         var test = _s.Data.Test;
@@ -277,8 +451,7 @@ public sealed class CoordinatorActor : ReceiveActor
                 FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });
             else { Become(Training); RunNextStep(); }
         });
-        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
-        Receive<Terminated>(OnWorkerLost);
+        Membership();
     }
 
     // ---- State transfer and Finishing -------------------------------------------------------------
@@ -286,6 +459,7 @@ public sealed class CoordinatorActor : ReceiveActor
     /// Copies rank 0's parameters and optimizer state into the coordinator's model, then continues.
     void FetchState(Action then)
     {
+        _phase = Phase.State;
         _afterState = then;
         _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
         _workers[0].Ref.Tell(new RequestModelState(_generation));
@@ -296,7 +470,7 @@ public sealed class CoordinatorActor : ReceiveActor
     {
         Receive<ModelStateChunk>(m =>
         {
-            if (!Sender.Equals(_workers[0].Ref)) return;
+            if (m.Generation != _generation || !Sender.Equals(_workers[0].Ref)) return;
             try { if (!_incoming!.Add(m)) return; }
             catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
             _incoming = null;
@@ -308,10 +482,11 @@ public sealed class CoordinatorActor : ReceiveActor
                 Finish(fetchState: false);
                 return;
             }
+            _syncedStep = _step;
+            _syncedEpochStats = _epochStats;
             _afterState!();
         });
-        Receive<Terminated>(OnWorkerLost);
-        Receive<RegisterWorker>(r => Sender.Tell(new WorkerRefused("training has already started")));
+        Membership();
     }
 
     void Finish(bool fetchState = true)
@@ -321,9 +496,9 @@ public sealed class CoordinatorActor : ReceiveActor
             FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
             return;
         }
-        foreach (var w in _workers) w.Ref.Tell(new JobFinished(_status));
+        foreach (var w in _workers.Concat(_joiners)) w.Ref.Tell(new JobFinished(_status));
         _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, _lastHash, _consistent,
-            _workers.Count, 0, 0, _trainSeconds, _trainedImages));
+            _workers.Count, _failures, _redone, _trainSeconds, _trainedImages));
         Become(Finished);
     }
 

@@ -1,0 +1,132 @@
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+using DistTrain.Cnn.Training;
+using DistTrain.Coordinator.Cluster;
+using DistTrain.Protocol;
+using DistTrain.Worker;
+
+namespace DistTrain.Cluster.Tests;
+
+/// Invariant 3 under faults: workers stopped mid-step, joining mid-run, or all gone — the run
+/// ends with the parameters of the fault-free run, bit for bit, or fails cleanly keeping its state.
+public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
+{
+    static readonly DatasetFolder Data = DatasetFolder.Synthetic(trainCount: 640, testCount: 100, seed: 13);
+    static readonly TrainingPlan Plan = new()
+    {
+        Model = Presets.LeNet5, Optimizer = new OptimizerSettings("momentum"), LearningRate = 0.02,
+        GlobalBatch = 64, MicroBatch = 16, Epochs = 2, Seed = 21, MaxSteps = 14,   // 10 steps per epoch: crosses an evaluation
+    };
+    static readonly Lazy<string> FaultFree = new(() =>
+    {
+        var reference = new LocalTrainer(Plan, Data);
+        reference.Run();
+        return ParameterHash.Sha256Hex(reference.Model.Parameters);
+    });
+    static readonly TimeSpan Patience = TimeSpan.FromMinutes(3);
+
+    /// Runs `act` on the coordinator's thread right after step `at` completes (once), and records
+    /// log lines and checkpoint requests.
+    sealed class Trigger(long at, Action act) : ITrainingObserver
+    {
+        public readonly List<string> Lines = [];
+        public readonly List<long> Checkpoints = [];
+        bool _fired;
+        public void Log(string line) { lock (Lines) Lines.Add(line); }
+        public void StepCompleted(StepReport report, StepTiming timing)
+        {
+            if (report.Step == at && !_fired) { _fired = true; act(); }
+        }
+        public void EpochCompleted(EpochReport report) { }
+        public void CheckpointDue(Model model, Optimizer optimizer, long step) { lock (Checkpoints) Checkpoints.Add(step); }
+        public string Transcript { get { lock (Lines) return string.Join("\n", Lines); } }
+    }
+
+    CoordinatorActor.Settings Settings(string name, int expected, string allReduce = "ring", double waitSeconds = 60, long checkpointEvery = 0) =>
+        new(Plan, Data, allReduce, name, expected, Resume: null, CheckpointEveryEpoch: false, checkpointEvery, TimeSpan.FromSeconds(waitSeconds));
+
+    IActorRef StartWorker(string coordinator, string name) =>
+        Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{coordinator}", coordinator, Data, 1, name)), name);
+
+    [Theory]
+    [InlineData("ring")]
+    [InlineData("star")]
+    public async Task A_worker_stopped_mid_step_has_its_step_redone_and_the_result_is_the_fault_free_one(string allReduce)
+    {
+        string name = $"stop-{allReduce}";
+        IReadOnlyList<IActorRef> workers = [];
+        // Stopped right after step 4 completes, as step 5 is handed out: the step in flight is lost.
+        var trigger = new Trigger(4, () => Sys.Stop(workers[1]));
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 3, allReduce), 3, trigger, name);
+        workers = cluster.Workers;
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+
+        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.Equal(14, outcome.Steps);
+        Assert.True(outcome.ReplicasConsistent);
+        Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
+        Assert.Equal(1, outcome.WorkerFailures);
+        Assert.Equal(1, outcome.RedoneSteps);
+        Assert.Equal(2, outcome.Workers);
+    }
+
+    [Fact]
+    public async Task A_worker_that_joins_mid_run_gets_the_state_and_takes_part_from_the_next_step()
+    {
+        const string name = "joining";
+        // The job wants 3 workers; after a 1 s wait it starts with the 2 present; the third comes at step 3.
+        var trigger = new Trigger(3, () => StartWorker(name, "latecomer"));
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 3, waitSeconds: 1), 2, trigger, name);
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+
+        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.Equal(3, outcome.Workers);             // the latecomer was in the ring at the end...
+        Assert.True(outcome.ReplicasConsistent);      // ...and its hash agreed with the others after every step
+        Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
+        Assert.Equal((0, 0L), (outcome.WorkerFailures, outcome.RedoneSteps));
+        Assert.Contains("starting with 2 of 3 workers", trigger.Transcript);
+        Assert.Contains("worker latecomer joined mid-run", trigger.Transcript);
+    }
+
+    [Fact]
+    public async Task With_no_worker_left_the_coordinator_waits_then_fails_and_checkpoints_the_last_state_it_holds()
+    {
+        const string name = "orphaned";
+        IReadOnlyList<IActorRef> workers = [];
+        var trigger = new Trigger(5, () => Sys.Stop(workers[0]));
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 1, waitSeconds: 1, checkpointEvery: 3), 1, trigger, name);
+        workers = cluster.Workers;
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+
+        Assert.Equal("failed", outcome.Status);
+        Assert.Contains("no worker left and none joined within 1s", outcome.Error);
+        Assert.Equal(1, outcome.WorkerFailures);
+        // Step 3 was the last state fetched from the replicas: checkpointed when taken, and again on failure.
+        Assert.Equal([3L, 3L], trigger.Checkpoints);
+        Assert.Equal(3, outcome.Steps);
+    }
+
+    [Fact]
+    public async Task A_replacement_for_the_last_worker_restarts_from_the_coordinators_copy_and_reaches_the_fault_free_result()
+    {
+        const string name = "replaced";
+        IReadOnlyList<IActorRef> workers = [];
+        var trigger = new Trigger(5, () =>
+        {
+            Sys.Stop(workers[0]);
+            StartWorker(name, "replacement");
+        });
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 1, checkpointEvery: 3), 1, trigger, name);
+        workers = cluster.Workers;
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+
+        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
+        Assert.Equal(1, outcome.WorkerFailures);
+        // Steps 4 and 5 were lost with the only replica (the copy is from step 3), plus the step in flight if any.
+        Assert.InRange(outcome.RedoneSteps, 2, 4);
+    }
+}
