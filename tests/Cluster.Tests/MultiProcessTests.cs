@@ -23,13 +23,19 @@ public sealed class MultiProcessTests : IDisposable
         return dir;
     }
 
+    static ProcessStartInfo Disttrain(IEnumerable<string> args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
     (int Exit, string Output, JsonElement Report) Train(string data, params string[] extra)
     {
         var report = Path.Combine(_dir, $"r{Guid.NewGuid():N}.json");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
-        foreach (var a in new[] { "train", "--data", data, "--max-steps", "8", "--seed", "5", "--report", report }.Concat(extra)) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
+        using var p = Process.Start(Disttrain(new[] { "train", "--data", data, "--seed", "5", "--report", report }
+            .Concat(extra.Contains("--max-steps") ? extra : [.. extra, "--max-steps", "8"])))!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         Assert.True(p.WaitForExit(TimeSpan.FromMinutes(3)), "training did not finish in 3 minutes");
@@ -53,4 +59,78 @@ public sealed class MultiProcessTests : IDisposable
         Assert.True(exit2 == 0, output2);
         Assert.Equal(report.GetProperty("parameter_sha256").GetString(), inProcess.GetProperty("parameter_sha256").GetString());
     }
+
+    [Fact]
+    public void A_worker_process_killed_mid_run_is_replaced_by_a_later_one_and_the_result_is_the_fault_free_one()
+    {
+        var data = WriteData();
+        var (refExit, refOutput, reference) = Train(data, "--workers", "2", "--in-process", "--max-steps", "200");
+        Assert.True(refExit == 0, refOutput);
+
+        var report = Path.Combine(_dir, "chaos.json");
+        int port = FreePort();
+        const string token = "multi-process-test-token";
+        var psi = Disttrain(["train", "--data", data, "--seed", "5", "--max-steps", "200", "--workers", "3", "--port", port.ToString(), "--report", report]);
+        psi.Environment["DISTTRAIN_JOB_TOKEN"] = token;
+        using var coordinator = Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        var started = new ManualResetEventSlim();
+        void Collect(object? _, DataReceivedEventArgs e)
+        {
+            if (e.Data is null) return;
+            lock (output) output.AppendLine(e.Data);
+            if (e.Data.StartsWith("generation 1:", StringComparison.Ordinal)) started.Set();
+        }
+        coordinator.OutputDataReceived += Collect;
+        coordinator.ErrorDataReceived += Collect;
+        coordinator.BeginOutputReadLine();
+        coordinator.BeginErrorReadLine();
+        Process? replacement = null;
+        try
+        {
+            Assert.True(started.Wait(TimeSpan.FromMinutes(2)), "training did not start: " + output);
+            int victim = WorkerProcesses(port).First();
+            Process.GetProcessById(victim).Kill();   // SIGKILL: no goodbye, the cluster's failure detector must notice
+            var join = Disttrain(["worker", "--coordinator", $"127.0.0.1:{port}", "--data", data, "--threads", "1", "--name", "latecomer"]);
+            join.Environment["DISTTRAIN_JOB_TOKEN"] = token;
+            replacement = Process.Start(join)!;
+            Assert.True(coordinator.WaitForExit(TimeSpan.FromMinutes(3)), "training did not finish in 3 minutes: " + output);
+            coordinator.WaitForExit();   // drains the output
+            string log;
+            lock (output) log = output.ToString();
+            Assert.True(coordinator.ExitCode == 0, log);
+            var json = JsonDocument.Parse(File.ReadAllText(report)).RootElement;
+            Assert.Equal(reference.GetProperty("parameter_sha256").GetString(), json.GetProperty("parameter_sha256").GetString());
+            Assert.True(json.GetProperty("worker_failures").GetInt32() >= 1, log);
+            Assert.True(json.GetProperty("redone_steps").GetInt64() >= 1, log);
+            Assert.Contains("worker latecomer joined mid-run", log);
+            Assert.Contains(log.Split('\n'), l => l.StartsWith("generation ") && l.Contains("latecomer"));   // it entered a ring
+        }
+        finally
+        {
+            foreach (var pid in WorkerProcesses(port)) try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { }
+            if (replacement is { HasExited: false }) replacement.Kill();
+            if (!coordinator.HasExited) coordinator.Kill(entireProcessTree: true);
+        }
+    }
+
+    static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    /// The worker processes the coordinator on `port` started, by their command lines.
+    static IEnumerable<int> WorkerProcesses(int port) =>
+        Directory.GetDirectories("/proc").Select(d => int.TryParse(Path.GetFileName(d), out int pid) ? pid : -1).Where(pid => pid > 0)
+            .Where(pid =>
+            {
+                try { var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0'); return args.Contains("worker") && args.Contains($"127.0.0.1:{port}") && args.Any(a => a.StartsWith("local-")); }
+                catch (IOException) { return false; }
+                catch (UnauthorizedAccessException) { return false; }
+            })
+            .ToList();
 }
