@@ -22,8 +22,9 @@ public static class ProtocolConfig
         }
         """;
 
-    /// A cluster node: `seeds` empty makes this node its own seed (the coordinator).
-    public static Config Cluster(string role, string host, int port, IReadOnlyList<string> seeds) =>
+    /// A cluster node. No seed nodes: the coordinator joins itself, and a worker joins the
+    /// coordinator's address only once its job token has been accepted.
+    public static Config Cluster(string role, string host, int port) =>
         ConfigurationFactory.ParseString(
             $$"""
             akka {
@@ -47,7 +48,6 @@ public static class ProtocolConfig
               }
               cluster {
                 roles = ["{{role}}"]
-                seed-nodes = [{{string.Join(", ", seeds.Select(s => $"\"{s}\""))}}]
                 log-info = off
                 failure-detector {
                   heartbeat-interval = 1s

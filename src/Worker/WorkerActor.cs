@@ -81,17 +81,17 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     {
         Receive<RetryRegister>(_ => Context.ActorSelection(_settings.CoordinatorPath).Tell(new RegisterWorker(
             ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name)));
-        Receive<WorkerRefused>(m =>
-        {
-            _log.Warning("refused by the coordinator: {0}", m.Reason);
-            Finish($"refused by the coordinator: {m.Reason}");
-        });
+        Receive<WorkerRefused>(m => Finish($"refused by the coordinator: {m.Reason}"));   // the host prints it
         Receive<WorkerAccepted>(m =>
         {
             if (Sender.Path.ToStringWithoutAddress() != CoordinatorElements) { _log.Warning("ignored an acceptance from {0}, not the coordinator", Sender); return; }
             _registerTimer?.Cancel();
             _coordinator = Sender;
             Context.Watch(_coordinator);
+            // Only an admitted worker becomes a cluster member (failure detection, downing): a worker
+            // refused for its token never joins the coordinator's cluster.
+            if (Context.System is ExtendedActorSystem { Provider: Akka.Cluster.ClusterActorRefProvider })
+                Akka.Cluster.Cluster.Get(Context.System).Join(Sender.Path.Address);
             Setup(m.Plan);
             Become(ReceivingState);
         });

@@ -13,7 +13,8 @@ public static class WorkerHost
     public static async Task<int> RunAsync(string coordinatorHost, int coordinatorPort, string host, int port,
                                            DatasetFolder? data, string token, int threads, string name, TextWriter log)
     {
-        var config = ProtocolConfig.Cluster("worker", host, port, [ProtocolConfig.CoordinatorAddress(coordinatorHost, coordinatorPort)]);
+        // No seed nodes: the worker joins the cluster only once the coordinator has accepted its token.
+        var config = ProtocolConfig.Cluster("worker", host, port);
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, config);
         var stopped = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
         var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort), token, data, threads, name);

@@ -20,14 +20,15 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
     /// A worker accepted by `coordinator` (a probe) with the initial state of the plan.
     IActorRef AcceptedWorker(Akka.TestKit.TestProbe coordinator, string name)
     {
+        // The worker registers at once and retries every second until accepted: accept it without
+        // waiting for a registration, so no repeat can be left in the probe's queue.
+        coordinator.IgnoreMessages<RegisterWorker>();
         var worker = Sys.ActorOf(WorkerActor.Props(new(coordinator.Ref.Path.ToStringWithoutAddress(), "t", Data, 1, "w")), name);
-        coordinator.ExpectMsg<RegisterWorker>(Patience);
-        coordinator.IgnoreMessages<RegisterWorker>();   // the worker retries every second until accepted; under load a repeat may queue
-        coordinator.Reply(new WorkerAccepted(JobPlan.From(Plan, Data, "ring"), ShipsSamples: false));
+        coordinator.Send(worker, new WorkerAccepted(JobPlan.From(Plan, Data, "ring"), ShipsSamples: false));
         var model = Model.Create(Plan.Model);
         model.Initialize(Plan.Seed);
         var state = Payload.FromFloats(model.Parameters).Concat(Payload.FromFloats(new float[model.ParameterCount])).ToArray();
-        coordinator.Reply(new ModelStateChunk(0, 0, 0, 1, 0, state));
+        coordinator.Send(worker, new ModelStateChunk(0, 0, 0, 1, 0, state));
         return worker;
     }
 
@@ -111,18 +112,18 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
     {
         var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two
         var worker = AcceptedWorker(peer, "early-bird");
-        peer.Reply(new StartGeneration(1, Ring(worker, peer.Ref), 0, 0));
+        peer.Send(worker, new StartGeneration(1, Ring(worker, peer.Ref), 0, 0));
 
         // Rank 1's reduce-scatter chunk (segment 1) arrives first, RunStep second.
         int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
-        peer.Reply(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
-        peer.Reply(new RunStep(1, 0, 0, 1, [], []));
+        peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
+        peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
 
         var own = peer.ExpectMsg<GradientChunk>(Patience);         // round 0: its segment 0
         Assert.Equal((0, 0), (own.Round, own.Segment));
         var gathered = peer.ExpectMsg<GradientChunk>(Patience);    // round 1: the early chunk was used
         Assert.Equal((1, 1), (gathered.Round, gathered.Segment));
-        peer.Reply(new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
+        peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
         var done = peer.ExpectMsg<StepCompleted>(Patience);
         Assert.Equal((1, 0L, 16L), (done.Generation, done.Step, done.Samples));
     }

@@ -24,7 +24,7 @@ public static class ClusterRunner
     public static async Task<ClusterOutcome> RunClusterAsync(CoordinatorActor.Settings s, string host, int port, int spawn,
                                                             string? dataDir, int threadsPerWorker, ITrainingObserver observer)
     {
-        var config = ProtocolConfig.Cluster("coordinator", host, port, []);
+        var config = ProtocolConfig.Cluster("coordinator", host, port);
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, config);
         var cluster = Akka.Cluster.Cluster.Get(system);
         cluster.Join(cluster.SelfAddress);

@@ -23,8 +23,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public sealed record Settings(
         TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
-        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null)
+        TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null,
+        TimeSpan? AdmissionGrace = null)
     {
+        /// A cluster member with no admitted worker after this long is downed.
+        public TimeSpan AdmissionGraceOrDefault => AdmissionGrace ?? TimeSpan.FromSeconds(20);
+
         /// How long to wait for workers: for the job's workers at the start, and for a replacement
         /// when none is left. Then training starts with those present, or the run fails (exit 4).
         public TimeSpan WorkerWaitOrDefault => WorkerWait ?? TimeSpan.FromSeconds(60);
@@ -34,9 +38,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     /// What the current generation is doing: what a lost worker interrupts and what is redone.
     enum Phase { Waiting, Step, Evaluation, State }
-
-    /// A cluster member that has not registered with the job token by then is downed.
-    static readonly TimeSpan AdmissionGrace = TimeSpan.FromSeconds(20);
 
     readonly Settings _s;
     readonly ITrainingObserver _observer;
@@ -133,19 +134,20 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberUp>(up =>
         {
             if (!up.Member.Address.Equals(_cluster!.SelfAddress))
-                Timers.StartSingleTimer(up.Member.Address, new CheckMember(up.Member.Address), AdmissionGrace);
+                Timers.StartSingleTimer(up.Member.Address, new CheckMember(up.Member.Address), _s.AdmissionGraceOrDefault);
         });
         Receive<CheckMember>(m => DownIfStranger(m.Address));
     }
 
     bool IsMember(IActorRef r) => _workers.Any(w => w.Ref.Equals(r)) || _joiners.Any(w => w.Ref.Equals(r));
 
-    /// Closes the membership-before-token gap: Akka.Cluster lets any node that reaches the seed join
-    /// the cluster; a node with no admitted worker is removed from it.
+    /// Closes the membership-before-token gap: honest workers join the cluster only after their token
+    /// is accepted, but Akka.Cluster lets any node that reaches the seed join; a member with no
+    /// admitted worker is downed (removed) after a grace period.
     void DownIfStranger(Address address)
     {
         if (_cluster is null || _workers.Concat(_joiners).Any(w => w.Ref.Path.Address.Equals(address))) return;
-        if (!_cluster.State.Members.Any(m => m.Address.Equals(address) && m.Status == MemberStatus.Up)) return;
+        if (!_cluster.State.Members.Any(m => m.Address.Equals(address) && m.Status is not (MemberStatus.Down or MemberStatus.Removed or MemberStatus.Exiting))) return;
         _observer.Log($"removing {address} from the cluster: it joined but no worker there holds the job token");
         _cluster.Down(address);
     }
