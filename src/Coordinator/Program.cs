@@ -36,7 +36,7 @@ public static class Program
                 _ => throw new UsageException($"unknown command '{args[0]}'; expected train, worker or eval (disttrain --help)"),
             };
         }
-        catch (Exception e) when (e is UsageException or DataFormatException or CheckpointFormatException)
+        catch (Exception e) when (e is UsageException or DataFormatException or CheckpointFormatException or DistTrain.Protocol.TlsConfigurationException)
         {
             error.WriteLine($"disttrain {args[0]}: {e.Message}");
             return ExitCodes.BadInput;

@@ -82,6 +82,7 @@ public static class ProtocolConfig
             }
             """).WithFallback(ConfigurationFactory.ParseString(Serialization));
 
-    public static string CoordinatorAddress(string host, int port) => $"akka.tcp://{SystemName}@{host}:{port}";
-    public static string CoordinatorPath(string host, int port) => $"{CoordinatorAddress(host, port)}/user/{CoordinatorName}";
+    /// Akka.Remote names the transport in addresses: akka.ssl.tcp when TLS is on.
+    public static string CoordinatorAddress(string host, int port, bool tls = false) => $"akka.{(tls ? "ssl." : "")}tcp://{SystemName}@{host}:{port}";
+    public static string CoordinatorPath(string host, int port, bool tls = false) => $"{CoordinatorAddress(host, port, tls)}/user/{CoordinatorName}";
 }

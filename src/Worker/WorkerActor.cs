@@ -17,7 +17,8 @@ namespace DistTrain.Worker;
 /// same update as everyone and reports the hash of its parameters.
 public sealed class WorkerActor : ReceiveActor, IWithStash
 {
-    public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name);
+    /// JoinTimeout: how long to keep trying to register before giving up (default 60 s).
+    public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name, TimeSpan? JoinTimeout = null);
 
     readonly Settings _settings;
     /// Called when the worker stops: why (null when the job finished normally).
@@ -79,8 +80,19 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void Registering()
     {
-        Receive<RetryRegister>(_ => Context.ActorSelection(_settings.CoordinatorPath).Tell(new RegisterWorker(
-            ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name)));
+        var since = Stopwatch.StartNew();
+        var timeout = _settings.JoinTimeout ?? TimeSpan.FromSeconds(60);
+        Receive<RetryRegister>(_ =>
+        {
+            if (since.Elapsed > timeout)
+            {
+                Finish($"no answer from the coordinator at {_settings.CoordinatorPath} within {timeout.TotalSeconds:F0}s " +
+                       "(is it running, is the address right, do both sides use the same TLS CA?)");
+                return;
+            }
+            var register = new RegisterWorker(ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name);
+            Context.ActorSelection(_settings.CoordinatorPath).Tell(register);
+        });
         Receive<WorkerRefused>(m => Finish($"refused by the coordinator: {m.Reason}"));   // the host prints it
         Receive<WorkerAccepted>(m =>
         {

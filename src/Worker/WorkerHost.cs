@@ -11,19 +11,32 @@ public static class WorkerHost
     public const string TokenVariable = "DISTTRAIN_JOB_TOKEN";
 
     public static async Task<int> RunAsync(string coordinatorHost, int coordinatorPort, string host, int port,
-                                           DatasetFolder? data, string token, int threads, string name, TextWriter log)
+                                           DatasetFolder? data, string token, int threads, string name, TextWriter log,
+                                           Tls? tls = null, TimeSpan? joinTimeout = null)
     {
         // No seed nodes: the worker joins the cluster only once the coordinator has accepted its token.
         var config = ProtocolConfig.Cluster("worker", host, port);
-        using var system = ActorSystem.Create(ProtocolConfig.SystemName, config);
+        using var system = ActorSystem.Create(ProtocolConfig.SystemName, Tls.Setup(config, tls));
         var stopped = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort), token, data, threads, name);
+        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout);
         system.ActorOf(WorkerActor.Props(settings, e => stopped.TrySetResult(e)), "worker");
-        log.WriteLine($"worker {name} joining {coordinatorHost}:{coordinatorPort}" + (data is null ? " (no local data)" : $" with {data.Name} ({data.Sha256[..12]})"));
+        log.WriteLine($"worker {name} joining {coordinatorHost}:{coordinatorPort}" + (data is null ? " (no local data)" : $" with {data.Name} ({data.Sha256[..12]})") +
+                      (tls is null ? "" : " over TLS"));
+        // Akka.Remote terminates the actor system when a TLS handshake with the coordinator fails.
+        if (await Task.WhenAny(stopped.Task, system.WhenTerminated) != stopped.Task)
+        {
+            log.WriteLine($"worker {name}: the connection to the coordinator failed" +
+                          (tls is null ? "" : " (TLS handshake refused: do both sides use certificates from the same CA?)"));
+            return 4;
+        }
         string? error = await stopped.Task;
-        await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
-        if (error is null) { log.WriteLine($"worker {name}: job finished"); return 0; }
-        log.WriteLine($"worker {name}: {error}");
-        return error.StartsWith("refused", StringComparison.Ordinal) ? 2 : 4;
+        log.WriteLine(error is null ? $"worker {name}: job finished" : $"worker {name}: {error}");
+        log.Flush();
+        // Leave the cluster and stop remoting; bounded, because a transport whose connection attempts
+        // failed (for example a refused TLS handshake) may never report that it has shut down.
+        var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(15))) != shutdown)
+            log.WriteLine($"worker {name}: the actor system did not shut down within 15s; exiting anyway");
+        return error is null ? 0 : error.StartsWith("refused", StringComparison.Ordinal) ? 2 : 4;
     }
 }

@@ -20,7 +20,7 @@ public static class TrainCommand
         "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
         "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
         "--metrics", "--report", "--threads", "--checkpoint-every", "--remote-workers", "--allreduce", "--host", "--port",
-        "--worker-wait", "--token-file",
+        "--worker-wait", "--token-file", "--tls-cert", "--tls-ca",
     ];
     static readonly HashSet<string> Flags = ["--in-process", "--resume", "--nesterov"];
 
@@ -50,6 +50,8 @@ public static class TrainCommand
           --threads T           compute threads per worker (default: cores / workers)
           --worker-wait SECS    wait this long for workers at the start and for a replacement when none is left (default 60)
           --token-file FILE     the job token workers must present (default: DISTTRAIN_JOB_TOKEN, else a random one)
+          --tls-cert NODE.pfx   Akka.Remote over TLS with mutual authentication: this node's certificate (deploy/make-certs.sh);
+          --tls-ca ca.crt         peers must hold a certificate from this CA. The .pfx password comes from DISTTRAIN_TLS_PASSWORD
           --checkpoint-dir DIR  save a checkpoint after every epoch (newest 3 kept); --resume continues from it
           --checkpoint-every K  also save one every K steps
           --metrics FILE.jsonl  per-step and per-epoch metrics as JSON lines
@@ -98,6 +100,9 @@ public static class TrainCommand
 
         long? warmup = a.Long("--warmup", min: 0);
         double workerWait = a.Double("--worker-wait", 60, 0, 86_400, minExclusive: true);
+        var tls = TlsFiles.From(a.String("--tls-cert"), a.String("--tls-ca"));
+        if (tls is not null && inProcess) throw new UsageException("--in-process has no network to protect; drop --tls-cert/--tls-ca or --in-process");
+        tls?.Load();   // a bad file is reported now, before any data is loaded
         var data = DataLocator.Load(a.String("--data"), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
@@ -130,7 +135,7 @@ public static class TrainCommand
         var clock = Stopwatch.StartNew();
         ClusterOutcome outcome = inProcess
             ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
-            : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer).GetAwaiter().GetResult();
+            : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer, tls).GetAwaiter().GetResult();
         double wall = clock.Elapsed.TotalSeconds;
 
         int exit = outcome.Status switch { "completed" => ExitCodes.Done, "diverged" => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };

@@ -1,3 +1,4 @@
+using DistTrain.Coordinator.Cluster;
 using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Kernels;
 using DistTrain.Worker;
@@ -17,11 +18,14 @@ public static class WorkerCommand
           --data DIR               a local copy of the dataset; without it (or if it differs) samples are shipped
           --name NAME              how the coordinator names this worker (default: host name and process id)
           --token-file FILE        the job token (default: the DISTTRAIN_JOB_TOKEN environment variable)
+          --tls-cert NODE.pfx      TLS with mutual authentication: this node's certificate (deploy/make-certs.sh)
+          --tls-ca ca.crt          the job's CA; the coordinator must use the same. Password: DISTTRAIN_TLS_PASSWORD
+          --join-timeout SECS      give up when the coordinator does not answer within SECS (default 60)
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
-        var a = new Arguments(args, new HashSet<string> { "--coordinator", "--host", "--port", "--threads", "--data", "--name", "--token-file" }, new HashSet<string>());
+        var a = new Arguments(args, new HashSet<string> { "--coordinator", "--host", "--port", "--threads", "--data", "--name", "--token-file", "--tls-cert", "--tls-ca", "--join-timeout" }, new HashSet<string>());
         string target = a.String("--coordinator") ?? throw new UsageException("worker needs --coordinator HOST:PORT");
         int colon = target.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(target[(colon + 1)..], out int coordinatorPort) || coordinatorPort is < 1 or > 65535)
@@ -34,6 +38,8 @@ public static class WorkerCommand
         string name = a.String("--name", $"{Environment.MachineName}-{Environment.ProcessId}");
         string token = JobToken.Read(a.String("--token-file"))
             ?? throw new UsageException($"no job token: set {WorkerHost.TokenVariable} or pass --token-file FILE");
-        return WorkerHost.RunAsync(target[..colon], coordinatorPort, host, port, data, token, threads, name, output).GetAwaiter().GetResult();
+        var tls = TlsFiles.From(a.String("--tls-cert"), a.String("--tls-ca"))?.Load();
+        var joinTimeout = TimeSpan.FromSeconds(a.Double("--join-timeout", 60, 0, 86_400, minExclusive: true));
+        return WorkerHost.RunAsync(target[..colon], coordinatorPort, host, port, data, token, threads, name, output, tls, joinTimeout).GetAwaiter().GetResult();
     }
 }

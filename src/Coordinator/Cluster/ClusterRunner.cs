@@ -22,21 +22,22 @@ public static class ClusterRunner
     /// The coordinator as a cluster seed on host:port; `spawn` worker processes are started on this
     /// machine (the local cluster) and further workers may join from elsewhere until ExpectedWorkers.
     public static async Task<ClusterOutcome> RunClusterAsync(CoordinatorActor.Settings s, string host, int port, int spawn,
-                                                            string? dataDir, int threadsPerWorker, ITrainingObserver observer)
+                                                            string? dataDir, int threadsPerWorker, ITrainingObserver observer,
+                                                            TlsFiles? tls = null)
     {
         var config = ProtocolConfig.Cluster("coordinator", host, port);
-        using var system = ActorSystem.Create(ProtocolConfig.SystemName, config);
+        using var system = ActorSystem.Create(ProtocolConfig.SystemName, Tls.Setup(config, tls?.Load()));
         var cluster = Akka.Cluster.Cluster.Get(system);
         cluster.Join(cluster.SelfAddress);
         int boundPort = cluster.SelfAddress.Port ?? port;
         var done = new TaskCompletionSource<ClusterOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         system.ActorOf(CoordinatorActor.Props(s, observer, done), ProtocolConfig.CoordinatorName);
-        observer.Log($"coordinator listening on {host}:{boundPort}");
+        observer.Log($"coordinator listening on {host}:{boundPort}{(tls is null ? "" : " (TLS, mutual authentication)")}");
 
         var processes = new List<Process>();
         try
         {
-            for (int i = 0; i < spawn; i++) processes.Add(StartWorkerProcess(host, boundPort, dataDir, threadsPerWorker, s.JobToken, $"local-{i + 1}", observer));
+            for (int i = 0; i < spawn; i++) processes.Add(StartWorkerProcess(host, boundPort, dataDir, threadsPerWorker, s.JobToken, $"local-{i + 1}", tls, observer));
             var outcome = await done.Task;
             // Workers exit on JobFinished; give them a moment, then make sure none is left behind.
             foreach (var p in processes) if (!p.WaitForExit(TimeSpan.FromSeconds(10))) p.Kill(entireProcessTree: true);
@@ -49,7 +50,7 @@ public static class ClusterRunner
         }
     }
 
-    static Process StartWorkerProcess(string host, int port, string? dataDir, int threads, string token, string name, ITrainingObserver observer)
+    static Process StartWorkerProcess(string host, int port, string? dataDir, int threads, string token, string name, TlsFiles? tls, ITrainingObserver observer)
     {
         var psi = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         // Run the same program: the apphost directly, or `dotnet disttrain.dll` when started that way.
@@ -63,6 +64,7 @@ public static class ClusterRunner
         foreach (var a in new[] { "worker", "--coordinator", $"{host}:{port}", "--host", host, "--threads", threads.ToString(), "--name", name })
             psi.ArgumentList.Add(a);
         if (dataDir is not null) { psi.ArgumentList.Add("--data"); psi.ArgumentList.Add(dataDir); }
+        if (tls is not null) foreach (var a in new[] { "--tls-cert", tls.Certificate, "--tls-ca", tls.Authority }) psi.ArgumentList.Add(a);
         psi.Environment[WorkerHost.TokenVariable] = token;   // never on the command line, where `ps` shows it
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start a worker process");
         p.OutputDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) observer.Log($"  [{name}] {e.Data}"); };
@@ -71,4 +73,19 @@ public static class ClusterRunner
         p.BeginErrorReadLine();
         return p;
     }
+}
+
+/// The TLS files given on the command line: this node's .pfx and the job's CA certificate.
+public sealed record TlsFiles(string Certificate, string Authority)
+{
+    public Tls Load() => Tls.Load(Certificate, Authority);
+
+    /// --tls-cert and --tls-ca, both or neither.
+    public static TlsFiles? From(string? certificate, string? authority) => (certificate, authority) switch
+    {
+        (null, null) => null,
+        (string c, string a) => new TlsFiles(Path.GetFullPath(c), Path.GetFullPath(a)),
+        (null, _) => throw new Cli.UsageException("--tls-ca needs --tls-cert NODE.pfx (see deploy/make-certs.sh)"),
+        (_, null) => throw new Cli.UsageException("--tls-cert needs --tls-ca ca.crt (see deploy/make-certs.sh)"),
+    };
 }
