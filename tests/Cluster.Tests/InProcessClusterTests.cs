@@ -52,7 +52,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
     }
 
     [Fact]
-    public async Task Wrong_token_or_protocol_version_is_refused_and_the_job_is_unaffected()
+    public async Task Wrong_token_protocol_version_or_dataset_is_refused_and_the_job_is_unaffected()
     {
         var plan = Plan(maxSteps: 4);
         var undisturbed = await InProcessCluster.Start(Sys, plan, Data, 1, name: "calm").Completion.WaitAsync(Patience);
@@ -65,6 +65,8 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         Assert.Equal("wrong job token", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current + 1, "secret", "", 1, "future"), intruder.Ref);
         Assert.Contains("protocol version", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
+        coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, "secret", new string('a', 64), 1, "fashion"), intruder.Ref);
+        Assert.Contains("its --data is another dataset (sha256 aaaaaaaaaaaa)", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
         // A stray step report from a non-member changes nothing.
         coordinator.Tell(new StepCompleted(1, 0, 0, 0, 64, "forged", 0, 0, false), intruder.Ref);
 

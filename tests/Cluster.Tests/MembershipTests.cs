@@ -67,6 +67,28 @@ public sealed class MembershipTests : IAsyncLifetime
         Assert.DoesNotContain(AkkaCluster.Get(_coordinatorSystem).State.Members, m => m.Address.Equals(intruder.SelfAddress) && m.Status == Akka.Cluster.MemberStatus.Up);
     }
 
+    [Fact]
+    public async Task Oversized_and_forged_messages_from_another_node_leave_the_coordinator_working()
+    {
+        var system = Node();
+        var probe = new TaskCompletionSource<object>();
+        var inbox = system.ActorOf(Props.Create(() => new Forward(probe)), "inbox");
+        var coordinator = system.ActorSelection($"{_address}/user/{ProtocolConfig.CoordinatorName}");
+        // Above the 4 MiB frame: the transport drops it (and logs); below it but absurd: refused as a wrong token.
+        coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('x', 5 << 20), "", 1, "huge"), inbox);
+        coordinator.Tell(new StepCompleted(1, 0, double.NaN, 0, 64, "forged", 0, 0, true), inbox);
+        coordinator.Tell(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[3 << 20]), inbox);
+        coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('y', 3 << 20), "", 1, "large"), inbox);
+        var answer = await probe.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal("wrong job token", Assert.IsType<WorkerRefused>(answer).Reason);
+        Assert.False(_done.Task.IsCompleted);   // nothing ended, diverged or failed the job
+    }
+
+    sealed class Forward : ReceiveActor
+    {
+        public Forward(TaskCompletionSource<object> first) => ReceiveAny(m => first.TrySetResult(m));
+    }
+
     public async Task DisposeAsync()
     {
         foreach (var s in _others) await s.Terminate();

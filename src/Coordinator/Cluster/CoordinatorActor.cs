@@ -159,6 +159,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             r.ProtocolVersion != ProtocolVersion.Current ? $"protocol version {r.ProtocolVersion}, the coordinator speaks {ProtocolVersion.Current}"
             : !TokenEquals(r.JobToken, _s.JobToken) ? "wrong job token"
             : known ? null
+            : r.DatasetSha256.Length > 0 && r.DatasetSha256 != _s.Data.Sha256
+                ? $"its --data is another dataset (sha256 {Short(r.DatasetSha256)}) than the job's {_s.Data.Name} ({_s.Data.Sha256[..12]}); " +
+                  "give it the job's data, or no --data to have samples shipped"
             : r.DatasetSha256 != _s.Data.Sha256 && (long)_s.Plan.GlobalBatch * _s.Data.Train.SampleSize > ProtocolConfig.MaxPayloadBytes
                 ? $"it has no copy of dataset {_s.Data.Name} ({_s.Data.Sha256[..12]}) and a global batch of {_s.Plan.GlobalBatch} samples is too large to ship; start it with --data"
             : null;
@@ -190,6 +193,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _observer.Log($"worker {r.Name} joined mid-run ({how}); it enters at the next step");
         }
     }
+
+    static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
 
     /// Constant-time comparison so the token cannot be guessed byte by byte from response times.
     static bool TokenEquals(string a, string b) =>
