@@ -51,13 +51,13 @@ public static class ProtocolConfig
                 log-info = off
                 failure-detector {
                   heartbeat-interval = 1s
-                  acceptable-heartbeat-pause = 5s
+                  acceptable-heartbeat-pause = 3s
                   threshold = 12.0
                 }
                 downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
                 split-brain-resolver {
                   active-strategy = keep-oldest
-                  stable-after = 3s
+                  stable-after = 2s
                   keep-oldest.down-if-alone = off
                 }
               }
