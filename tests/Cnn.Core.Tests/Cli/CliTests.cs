@@ -126,12 +126,32 @@ public sealed class CliTests : IDisposable
     [InlineData("--workers", "-1", "--workers: expected a whole number")]
     [InlineData("--workers", "0", "--workers 0 needs --remote-workers K")]
     [InlineData("--allreduce", "tree", "--allreduce: expected ring|star")]
+    [InlineData("--worker-wait", "0", "--worker-wait: expected a number")]
+    [InlineData("--token-file", "/nonexistent/job.token", "--token-file /nonexistent/job.token: not found")]
+    [InlineData("--tls-cert", "node.pfx", "--tls-cert needs --tls-ca ca.crt")]
+    [InlineData("--tls-ca", "ca.crt", "--tls-ca needs --tls-cert NODE.pfx")]
     public void Bad_options_exit_2_with_one_line(string option, string value, string expected)
     {
         var data = MakeIdxFolder();
         var (exit, _, stderr) = Run("train", "--data", data, option, value);
         Assert.Equal(2, exit);
         AssertOneLineError(stderr, expected);
+    }
+
+    [Fact]
+    public void Unusable_TLS_files_or_token_file_exit_2_with_one_line()
+    {
+        string junk = Path.Combine(_dir, "node.pfx"), ca = Path.Combine(_dir, "ca.crt"), token = Path.Combine(_dir, "job.token"), empty = Path.Combine(_dir, "empty.token");
+        File.WriteAllText(junk, "not a pkcs12 file");
+        File.WriteAllText(ca, "not a certificate");
+        File.WriteAllText(token, "secret\n");
+        File.WriteAllText(empty, "\n");
+        var (exit, _, stderr) = Run("worker", "--coordinator", "127.0.0.1:9", "--token-file", token, "--tls-cert", junk, "--tls-ca", ca);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "--tls-cert " + junk, "cannot load it as a .pfx");
+        (exit, _, stderr) = Run("worker", "--coordinator", "127.0.0.1:9", "--token-file", empty);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "empty.token: the file is empty");
     }
 
     [Fact]
