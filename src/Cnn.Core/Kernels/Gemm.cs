@@ -19,23 +19,50 @@ public static unsafe class Gemm
     {
         if (m == 0 || n == 0) return;
         long work = (long)m * n * k;
-        if (n >= 2 * ColumnBlock)
+        var job = t_nn ??= new NNJob();
+        (job.A, job.Ars, job.Acs, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, aRowStride, aColStride, b, c, m, n, k, accumulate);
+        // Wide products split by column blocks, narrow ones by groups of 4 rows.
+        job.ByColumns = n >= 2 * ColumnBlock;
+        Parallelism.For(job.ByColumns ? (n + ColumnBlock - 1) / ColumnBlock : (m + 3) / 4, work, job);
+        (job.A, job.B, job.C) = (default, default, default);
+    }
+
+    [ThreadStatic] static NNJob? t_nn;
+    [ThreadStatic] static NTJob? t_nt;
+
+    sealed class NNJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> A, B;
+        public Memory<float> C;
+        public int Ars, Acs, M, N, K;
+        public bool Accumulate, ByColumns;
+
+        public void Run(int blk)
         {
-            int blocks = (n + ColumnBlock - 1) / ColumnBlock;
-            Parallelism.For(blocks, work, blk =>
+            if (ByColumns)
             {
-                int j0 = blk * ColumnBlock, j1 = Math.Min(n, j0 + ColumnBlock);
-                NNBlock(a.Span, aRowStride, aColStride, b.Span, c.Span, 0, m, j0, j1, n, k, accumulate);
-            });
+                int j0 = blk * ColumnBlock, j1 = Math.Min(N, j0 + ColumnBlock);
+                NNBlock(A.Span, Ars, Acs, B.Span, C.Span, 0, M, j0, j1, N, K, Accumulate);
+            }
+            else
+            {
+                int i0 = blk * 4, i1 = Math.Min(M, i0 + 4);
+                NNBlock(A.Span, Ars, Acs, B.Span, C.Span, i0, i1, 0, N, N, K, Accumulate);
+            }
         }
-        else
+    }
+
+    sealed class NTJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> A, B;
+        public Memory<float> C;
+        public int M, N, K;
+        public bool Accumulate;
+
+        public void Run(int blk)
         {
-            int rowBlocks = (m + 3) / 4;
-            Parallelism.For(rowBlocks, work, blk =>
-            {
-                int i0 = blk * 4, i1 = Math.Min(m, i0 + 4);
-                NNBlock(a.Span, aRowStride, aColStride, b.Span, c.Span, i0, i1, 0, n, n, k, accumulate);
-            });
+            int i0 = blk * 2, i1 = Math.Min(M, i0 + 2);
+            NTBlock(A.Span, B.Span, C.Span, i0, i1, N, K, Accumulate);
         }
     }
 
@@ -127,12 +154,10 @@ public static unsafe class Gemm
     {
         if (m == 0 || n == 0) return;
         long work = (long)m * n * k;
-        int rowBlocks = (m + 1) / 2;
-        Parallelism.For(rowBlocks, work, blk =>
-        {
-            int i0 = blk * 2, i1 = Math.Min(m, i0 + 2);
-            NTBlock(a.Span, b.Span, c.Span, i0, i1, n, k, accumulate);
-        });
+        var job = t_nt ??= new NTJob();
+        (job.A, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, b, c, m, n, k, accumulate);
+        Parallelism.For((m + 1) / 2, work, job);
+        (job.A, job.B, job.C) = (default, default, default);
     }
 
     public static void NT(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate)

@@ -19,7 +19,31 @@ public static class Im2Col
     public static void Unfold(ReadOnlyMemory<float> input, int batch, ConvGeometry g, Memory<float> col)
     {
         int rows = g.PatchSize;
-        Parallelism.For(rows, (long)rows * batch * g.Positions, row => UnfoldRow(input.Span, batch, g, col.Span, row));
+        var job = t_unfold ??= new UnfoldJob();
+        (job.Input, job.Batch, job.G, job.Col) = (input, batch, g, col);
+        Parallelism.For(rows, (long)rows * batch * g.Positions, job);
+        (job.Input, job.Col) = (default, default);   // hold no reference to the caller's buffers
+    }
+
+    [ThreadStatic] static UnfoldJob? t_unfold;
+    [ThreadStatic] static FoldJob? t_fold;
+
+    sealed class UnfoldJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> Input;
+        public Memory<float> Col;
+        public int Batch;
+        public ConvGeometry G;
+        public void Run(int row) => UnfoldRow(Input.Span, Batch, G, Col.Span, row);
+    }
+
+    sealed class FoldJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> Col;
+        public Memory<float> GradInput;
+        public int Batch;
+        public ConvGeometry G;
+        public void Run(int plane) => FoldPlane(Col.Span, Batch, G, GradInput.Span, plane);
     }
 
     static void UnfoldRow(ReadOnlySpan<float> input, int batch, ConvGeometry g, Span<float> col, int row)
@@ -49,7 +73,10 @@ public static class Im2Col
     public static void Fold(ReadOnlyMemory<float> col, int batch, ConvGeometry g, Memory<float> gradInput)
     {
         int planes = batch * g.Channels;
-        Parallelism.For(planes, (long)g.PatchSize * batch * g.Positions, p => FoldPlane(col.Span, batch, g, gradInput.Span, p));
+        var job = t_fold ??= new FoldJob();
+        (job.Col, job.Batch, job.G, job.GradInput) = (col, batch, g, gradInput);
+        Parallelism.For(planes, (long)g.PatchSize * batch * g.Positions, job);
+        (job.Col, job.GradInput) = (default, default);
     }
 
     static void FoldPlane(ReadOnlySpan<float> col, int batch, ConvGeometry g, Span<float> gradInput, int planeIndex)

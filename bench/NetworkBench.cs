@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Akka.Actor;
+using DistTrain.Protocol;
+using DistTrain.Worker.Collectives;
+
+namespace DistTrain.Bench;
+
+/// The wire and the collective: a raw TCP stream on loopback, and ring/star all-reduce between
+/// worker processes over Akka.Remote, exactly the actors and messages training uses.
+static class NetworkBench
+{
+    /// One TCP stream on loopback, 1 MiB writes: bytes per second at the receiver.
+    public static double TcpStreamBytesPerSecond(long bytes)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var sender = Task.Run(() =>
+        {
+            using var client = new TcpClient();
+            client.NoDelay = true;
+            client.Connect(IPAddress.Loopback, port);
+            using var stream = client.GetStream();
+            var buffer = new byte[1 << 20];
+            for (long sent = 0; sent < bytes; sent += buffer.Length) stream.Write(buffer, 0, (int)Math.Min(buffer.Length, bytes - sent));
+        });
+        using var server = listener.AcceptTcpClient();
+        using var input = server.GetStream();
+        var read = new byte[1 << 20];
+        long received = 0;
+        var clock = Stopwatch.StartNew();
+        while (received < bytes)
+        {
+            int n = input.Read(read, 0, read.Length);
+            if (n == 0) break;
+            received += n;
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        sender.Wait();
+        listener.Stop();
+        return received / seconds;
+    }
+
+    public sealed record AllReduceFigure(string Algorithm, int Processes, long PayloadBytes, int Iterations, double LatencyMs,
+                                         double AlgorithmGBps, double BusGBps);
+
+    /// Starts N worker processes (and a hub for the star) that all-reduce `bytes` of int64 `iterations` times.
+    public static AllReduceFigure AllReduce(string algorithm, int n, long bytes, int warmup, int iterations)
+    {
+        int basePort = FreePortBlock(n + 1);
+        var processes = new List<Process>();
+        try
+        {
+            int nodes = algorithm == "star" ? n + 1 : n;
+            for (int rank = nodes - 1; rank >= 0; rank--)
+            {
+                var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+                if (Path.GetFileNameWithoutExtension(psi.FileName) == "dotnet") psi.ArgumentList.Add(typeof(NetworkBench).Assembly.Location);
+                foreach (var a in new[] { "allreduce-node", algorithm, rank.ToString(), n.ToString(), basePort.ToString(), bytes.ToString(), warmup.ToString(), iterations.ToString() })
+                    psi.ArgumentList.Add(a);
+                processes.Add(Process.Start(psi)!);
+            }
+            var rank0 = processes[^1];
+            var line = rank0.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(5)).GetAwaiter().GetResult()
+                       ?? throw new InvalidOperationException("rank 0 ended without a figure: " + rank0.StandardError.ReadToEnd());
+            double seconds = double.Parse(line, System.Globalization.CultureInfo.InvariantCulture) / iterations;
+            double algbw = bytes / seconds / 1e9;
+            return new AllReduceFigure(algorithm, n, bytes, iterations, Math.Round(seconds * 1e3, 3), Math.Round(algbw, 3),
+                Math.Round(algbw * 2 * (n - 1) / n, 3));
+        }
+        finally
+        {
+            foreach (var p in processes) { if (!p.WaitForExit(TimeSpan.FromSeconds(15))) p.Kill(); p.Dispose(); }
+        }
+    }
+
+    static int FreePortBlock(int count)
+    {
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            int start = Random.Shared.Next(20000, 60000);
+            bool free = true;
+            for (int i = 0; i < count && free; i++)
+            {
+                try { var l = new TcpListener(IPAddress.Loopback, start + i); l.Start(); l.Stop(); }
+                catch (SocketException) { free = false; }
+            }
+            if (free) return start;
+        }
+        throw new InvalidOperationException("no block of free ports");
+    }
+
+    static string PeerPath(int basePort, int rank) => $"akka.tcp://{ProtocolConfig.SystemName}@127.0.0.1:{basePort + rank}/user/peer";
+
+    /// The child process: rank r of a ring (or star worker, or the hub when rank == n).
+    public static int Node(string[] args)
+    {
+        string algorithm = args[1];
+        int rank = int.Parse(args[2]), n = int.Parse(args[3]), basePort = int.Parse(args[4]);
+        long bytes = long.Parse(args[5]);
+        int warmup = int.Parse(args[6]), iterations = int.Parse(args[7]);
+        using var system = ActorSystem.Create(ProtocolConfig.SystemName, ProtocolConfig.Cluster("worker", "127.0.0.1", basePort + rank));
+        var done = new TaskCompletionSource<double>();
+        if (rank == n) system.ActorOf(Props.Create(() => new Hub(n, bytes, basePort)), "peer");
+        else system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
+        if (rank == n) { Thread.Sleep(Timeout.Infinite); return 0; }   // killed by the parent
+        double seconds = done.Task.GetAwaiter().GetResult();
+        if (rank == 0) Console.WriteLine(seconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        Thread.Sleep(1000);   // let the last chunks leave before the transport closes
+        return 0;
+    }
+
+    sealed class Go { public static readonly Go Instance = new(); }
+
+    sealed class Peer : ReceiveActor, IWithStash
+    {
+        public IStash Stash { get; set; } = null!;
+        IActorRef _next = ActorRefs.Nobody;
+        readonly long[] _sums;
+        IAllReduce _reduce = null!;
+        int _iteration;
+        readonly Stopwatch _clock = new();
+
+        public Peer(string algorithm, int rank, int n, long bytes, int basePort, int warmup, int iterations, TaskCompletionSource<double> done)
+        {
+            _sums = new long[bytes / 8];
+            string target = algorithm == "star" ? PeerPath(basePort, n) : PeerPath(basePort, (rank + 1) % n);
+            Receive<Go>(_ =>
+            {
+                // Wait until the next node answers, then start; its chunks may already be stashed.
+                try { _next = Context.ActorSelection(target).ResolveOne(TimeSpan.FromSeconds(1)).GetAwaiter().GetResult(); }
+                catch (ActorNotFoundException) { Self.Tell(Go.Instance); return; }
+                _reduce = algorithm == "star" ? new StarAllReduce(c => _next.Tell(c, Self)) : new RingAllReduce(rank, n, c => _next.Tell(c, Self));
+                Become(() =>
+                {
+                    Receive<GradientChunk>(c =>
+                    {
+                        if (c.Step > _iteration) { Stash.Stash(); return; }
+                        if (!_reduce.Handle(c)) return;
+                        _iteration++;
+                        if (_iteration == warmup) _clock.Start();
+                        if (_iteration == warmup + iterations) { done.TrySetResult(_clock.Elapsed.TotalSeconds); return; }
+                        Begin();
+                    });
+                });
+                Begin();
+            });
+            Receive<GradientChunk>(_ => Stash.Stash());
+            Self.Tell(Go.Instance);
+        }
+
+        void Begin()
+        {
+            _sums.AsSpan().Fill(_iteration);
+            _reduce.Start(1, _iteration, _sums);   // n >= 2: completes through chunks
+            Stash.UnstashAll();
+        }
+    }
+
+    sealed class Hub : ReceiveActor
+    {
+        public Hub(int n, long bytes, int basePort)
+        {
+            var reducer = new StarReducer((int)(bytes / 8), n);
+            var workers = Enumerable.Range(0, n).Select(r => Context.ActorSelection(PeerPath(basePort, r))).ToArray();
+            Receive<GradientChunk>(c =>
+            {
+                var total = reducer.Add(Sender.Path.ToString(), c);
+                if (total is null) return;
+                foreach (var w in workers) foreach (var chunk in total) w.Tell(chunk, Self);
+            });
+        }
+    }
+}

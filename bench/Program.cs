@@ -1,0 +1,128 @@
+using System.Runtime.Intrinsics;
+using System.Text.Json;
+using DistTrain.Bench;
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Models;
+
+// disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--data DIR] [--out FILE.json]
+// Prints one JSON document with every figure and the conditions it was measured under.
+if (args.Length > 0 && args[0] == "allreduce-node") return NetworkBench.Node(args);
+
+bool quick = false;
+string? outPath = null, dataDir = null;
+var only = new HashSet<string> { "compute", "network", "allreduce", "cluster" };
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--quick": quick = true; break;
+        case "--out" when i + 1 < args.Length: outPath = args[++i]; break;
+        case "--data" when i + 1 < args.Length: dataDir = args[++i]; break;
+        case "--only" when i + 1 < args.Length:
+            only = [.. args[++i].Split(',')];
+            if (only.Except(["compute", "network", "allreduce", "cluster"]).FirstOrDefault() is string bad)
+            { Console.Error.WriteLine($"disttrain-bench: --only: unknown section '{bad}', expected compute, network, allreduce, cluster"); return 2; }
+            break;
+        default:
+            Console.Error.WriteLine($"disttrain-bench: unknown argument '{args[i]}'; usage: disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--data DIR] [--out FILE.json]");
+            return 2;
+    }
+}
+void Progress(string line) => Console.Error.WriteLine($"[bench {DateTime.Now:HH:mm:ss}] {line}");
+
+var result = new Dictionary<string, object?>
+{
+    ["machine"] = new
+    {
+        cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
+        dotnet = Environment.Version.ToString(), avx512 = Vector512.IsHardwareAccelerated, avx2 = Vector256.IsHardwareAccelerated,
+    },
+    ["quick"] = quick,
+};
+
+if (only.Contains("compute"))
+{
+    var peak = new List<object>();
+    foreach (int t in new[] { 1, 2 })
+    {
+        double g = ComputeBench.PeakGflops(t, TimeSpan.FromSeconds(quick ? 0.5 : 2));
+        peak.Add(new { threads = t, gflops = Math.Round(g, 1), kernel = Vector512.IsHardwareAccelerated ? "Vector512 FMA, 12 accumulators" : "Vector256 FMA, 12 accumulators" });
+        Progress($"FMA peak, {t} thread(s): {g:F1} GFLOP/s");
+    }
+    result["peak_fma"] = peak;
+    var data = DatasetFolder.Synthetic(trainCount: 16_384, testCount: 64, seed: 1);   // MNIST-shaped; 256 steps of 64 per epoch
+    var training = new List<object>();
+    foreach (var (spec, steps) in new[] { (Presets.LeNet5, quick ? 40 : 200), (Presets.MnistCnn, quick ? 6 : 30) })
+        foreach (int t in new[] { 1, 2 })
+            foreach (int micro in new[] { 16, 64 })
+            {
+                var f = ComputeBench.Training(spec, t, 64, micro, warmup: 10, steps, data);
+                double peakT = ((dynamic)peak[t - 1]).gflops;
+                training.Add(new
+                {
+                    model = f.Model, batch = f.Batch, micro_batch = f.MicroBatch, threads = f.Threads, steps = f.Steps,
+                    images_per_second = f.ImagesPerSecond, gflops = f.Gflops, share_of_peak = Math.Round(f.Gflops / peakT, 3),
+                    bytes_allocated_per_step = f.BytesAllocatedPerStep,
+                });
+                Progress($"{f.Model} batch 64 micro {micro}, {t} thread(s): {f.ImagesPerSecond:F0} img/s, {f.Gflops:F1} GFLOP/s, {f.BytesAllocatedPerStep:F0} B allocated/step");
+            }
+    result["training"] = training;
+    result["peak_working_set_bytes"] = System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64;
+}
+
+double tcp = double.NaN;
+if (only.Contains("network") || only.Contains("allreduce"))
+{
+    tcp = NetworkBench.TcpStreamBytesPerSecond(quick ? 256L << 20 : 2L << 30);
+    result["tcp_stream"] = new { connection = "loopback, one stream, 1 MiB writes", gbytes_per_second = Math.Round(tcp / 1e9, 3) };
+    Progress($"raw TCP stream: {tcp / 1e9:F2} GB/s");
+}
+
+if (only.Contains("allreduce"))
+{
+    var figures = new List<object>();
+    long[] sizes = quick ? [64 << 10, 4 << 20] : [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
+    foreach (string algorithm in new[] { "ring", "star" })
+        foreach (int n in new[] { 2, 3, 4 })
+            foreach (long size in sizes)
+            {
+                int iterations = size >= 4 << 20 ? (quick ? 3 : 8) : (quick ? 10 : 30);
+                var f = NetworkBench.AllReduce(algorithm, n, size, warmup: 2, iterations);
+                figures.Add(new
+                {
+                    algorithm = f.Algorithm, processes = f.Processes, payload_bytes = f.PayloadBytes, iterations = f.Iterations,
+                    latency_ms = f.LatencyMs, algorithm_gbytes_per_second = f.AlgorithmGBps, bus_gbytes_per_second = f.BusGBps,
+                    bus_share_of_tcp_stream = Math.Round(f.BusGBps * 1e9 / tcp, 3),
+                });
+                Progress($"all-reduce {algorithm} N={n} {size >> 10} KiB: {f.LatencyMs:F1} ms, bus {f.BusGBps:F3} GB/s ({f.BusGBps * 1e9 / tcp:P0} of TCP)");
+            }
+    result["allreduce"] = figures;
+}
+
+if (only.Contains("cluster"))
+{
+    dataDir ??= Path.GetFullPath("data/mnist");
+    if (!File.Exists(Path.Combine(dataDir, "train-images-idx3-ubyte")))
+    {
+        Console.Error.WriteLine($"disttrain-bench: {dataDir}: MNIST not found; run deploy/fetch-mnist.sh or pass --data DIR");
+        return 2;
+    }
+    var figures = new List<object>();
+    foreach (var (model, steps) in new[] { ("lenet5", quick ? 100 : 400), ("mnist-cnn", quick ? 20 : 60) })
+        foreach (int w in new[] { 1, 2, 4 })
+        {
+            var f = ClusterBench.Run(model, w, steps, dataDir);
+            figures.Add(new
+            {
+                model = f.Model, workers = f.Workers, steps = f.Steps, batch = 64, images_per_second = f.ImagesPerSecond,
+                compute_share = f.ComputeShare, allreduce_share = f.ReduceShare, other_share = f.OtherShare, wall_seconds = f.WallSeconds,
+            });
+            Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0})");
+        }
+    result["cluster"] = figures;
+}
+
+string json = JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
+Console.WriteLine(json);
+if (outPath is not null) File.WriteAllText(outPath, json + "\n");
+return 0;
