@@ -64,9 +64,12 @@ static class NetworkBench
                 processes.Add(Process.Start(psi)!);
             }
             var rank0 = processes[^1];
-            var line = rank0.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(5)).GetAwaiter().GetResult()
-                       ?? throw new InvalidOperationException("rank 0 ended without a figure: " + rank0.StandardError.ReadToEnd());
-            double seconds = double.Parse(line, System.Globalization.CultureInfo.InvariantCulture) / iterations;
+            // Akka's log lines share stdout: the figure is the line marked RESULT.
+            string? line;
+            do line = rank0.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(5)).GetAwaiter().GetResult();
+            while (line is not null && !line.StartsWith("RESULT ", StringComparison.Ordinal));
+            if (line is null) throw new InvalidOperationException("rank 0 ended without a figure: " + rank0.StandardError.ReadToEnd());
+            double seconds = double.Parse(line["RESULT ".Length..], System.Globalization.CultureInfo.InvariantCulture) / iterations;
             double algbw = bytes / seconds / 1e9;
             return new AllReduceFigure(algorithm, n, bytes, iterations, Math.Round(seconds * 1e3, 3), Math.Round(algbw, 3),
                 Math.Round(algbw * 2 * (n - 1) / n, 3));
@@ -108,7 +111,7 @@ static class NetworkBench
         else system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
         if (rank == n) { Thread.Sleep(Timeout.Infinite); return 0; }   // killed by the parent
         double seconds = done.Task.GetAwaiter().GetResult();
-        if (rank == 0) Console.WriteLine(seconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        if (rank == 0) Console.WriteLine("RESULT " + seconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
         Thread.Sleep(1000);   // let the last chunks leave before the transport closes
         return 0;
     }

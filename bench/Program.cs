@@ -7,6 +7,19 @@ using DistTrain.Cnn.Models;
 // disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--data DIR] [--out FILE.json]
 // Prints one JSON document with every figure and the conditions it was measured under.
 if (args.Length > 0 && args[0] == "allreduce-node") return NetworkBench.Node(args);
+if (args.Length > 0 && args[0] == "serializer")
+{
+    using var sys = Akka.Actor.ActorSystem.Create("s", DistTrain.Protocol.ProtocolConfig.Local());
+    var ser = new DistTrain.Protocol.ProtocolSerializer((Akka.Actor.ExtendedActorSystem)sys);
+    var chunk = new DistTrain.Protocol.GradientChunk(1, 2, 0, 0, 0, 1, new byte[1 << 20]);
+    for (int w = 0; w < 50; w++) ser.FromBinary(ser.ToBinary(chunk), "GradientChunk");
+    var sw = System.Diagnostics.Stopwatch.StartNew();
+    for (int i = 0; i < 200; i++) ser.FromBinary(ser.ToBinary(chunk), "GradientChunk");
+    Console.WriteLine($"serialize+deserialize 1 MiB chunk: {sw.Elapsed.TotalMilliseconds / 200:F3} ms");
+    var akkaSer = sys.Serialization.FindSerializerFor(chunk);
+    Console.WriteLine($"akka picks {akkaSer.GetType().Name}");
+    return 0;
+}
 
 bool quick = false;
 string? outPath = null, dataDir = null;

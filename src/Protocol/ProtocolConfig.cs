@@ -44,7 +44,12 @@ public static class ProtocolConfig
                   # The ring passes one message at a time from peer to peer; write batching would hold
                   # each one for the 40 ms flush timer (measured: 143 ms/step -> see README).
                   batching.enabled = false
+                  # DotNetty's default write-buffer high-water mark (64 KiB) marks the channel unwritable
+                  # after every 1 MiB gradient chunk, and Akka.Remote then backs off for backoff-interval.
+                  write-buffer-high-water-mark = {{4 * MaximumFrameBytes}}b
+                  write-buffer-low-water-mark = {{2 * MaximumFrameBytes}}b
                 }
+                backoff-interval = 2 ms
               }
               cluster {
                 roles = ["{{role}}"]
