@@ -100,7 +100,7 @@ if (only.Contains("allreduce"))
             foreach (long size in sizes)
             {
                 int iterations = size >= 4 << 20 ? (quick ? 3 : 8) : (quick ? 10 : 30);
-                var f = NetworkBench.AllReduce(algorithm, n, size, warmup: 2, iterations);
+                var f = NetworkBench.AllReduce(algorithm, n, size, warmup: 3, iterations);
                 figures.Add(new
                 {
                     algorithm = f.Algorithm, processes = f.Processes, payload_bytes = f.PayloadBytes, iterations = f.Iterations,

@@ -33,16 +33,32 @@ public static class Payload
     public static void IntoLongs(ReadOnlySpan<byte> bytes, Span<long> target, bool add)
     {
         if (bytes.Length != target.Length * 8) throw new ArgumentException($"payload of {bytes.Length} bytes for {target.Length} int64 values");
+        if (BitConverter.IsLittleEndian)
+        {
+            // Unaligned reinterpretation is fine for Vector loads; integer addition is exact in any order.
+            var source = MemoryMarshal.Cast<byte, long>(bytes);
+            if (!add) { source.CopyTo(target); return; }
+            int i = 0;
+            if (System.Numerics.Vector.IsHardwareAccelerated)
+            {
+                var vs = MemoryMarshal.Cast<long, System.Numerics.Vector<long>>(source);
+                var vt = MemoryMarshal.Cast<long, System.Numerics.Vector<long>>(target);
+                for (int v = 0; v < vs.Length; v++) vt[v] += vs[v];
+                i = vs.Length * System.Numerics.Vector<long>.Count;
+            }
+            for (; i < target.Length; i++) target[i] += source[i];
+            return;
+        }
         for (int i = 0; i < target.Length; i++)
         {
-            long v = BitConverter.IsLittleEndian ? MemoryMarshal.Read<long>(bytes[(8 * i)..]) : BinaryPrimitives.ReadInt64LittleEndian(bytes[(8 * i)..]);
+            long v = BinaryPrimitives.ReadInt64LittleEndian(bytes[(8 * i)..]);
             target[i] = add ? target[i] + v : v;
         }
     }
 
-    /// Splits [0, length) elements of `elementBytes` each into parts of at most MaxPayloadBytes.
+    /// Splits [0, length) elements of `elementBytes` each into parts of at most PartBytes.
     public static int Parts(int length, int elementBytes) =>
-        Math.Max(1, (int)(((long)length * elementBytes + ProtocolConfig.MaxPayloadBytes - 1) / ProtocolConfig.MaxPayloadBytes));
+        Math.Max(1, (int)(((long)length * elementBytes + ProtocolConfig.PartBytes - 1) / ProtocolConfig.PartBytes));
 
     /// The element range of part `part` of `parts` over [start, start + length).
     public static (int Start, int Length) Part(int start, int length, int part, int parts)

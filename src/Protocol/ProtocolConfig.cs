@@ -11,8 +11,11 @@ public static class ProtocolConfig
 
     /// Remoting refuses frames above this; protocol payloads are cut well below it.
     public const int MaximumFrameBytes = 4 << 20;
-    /// The largest byte[] a single protocol message carries.
+    /// The largest byte[] a single protocol message carries (shipped samples).
     public const int MaxPayloadBytes = 1 << 20;
+    /// Gradient and model-state transfers are cut into parts of at most this many bytes. Measured
+    /// (bench, ring of 2 processes, 4 MiB): parts of 1 MiB 63 MB/s, 256 KiB 111 MB/s, 128 KiB 103 MB/s.
+    public const int PartBytes = 1 << 18;
 
     public const string Serialization =
         """

@@ -27,8 +27,8 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         coordinator.Send(worker, new WorkerAccepted(JobPlan.From(Plan, Data, "ring"), ShipsSamples: false));
         var model = Model.Create(Plan.Model);
         model.Initialize(Plan.Seed);
-        var state = Payload.FromFloats(model.Parameters).Concat(Payload.FromFloats(new float[model.ParameterCount])).ToArray();
-        coordinator.Send(worker, new ModelStateChunk(0, 0, 0, 1, 0, state));
+        foreach (var chunk in ModelStateTransfer.Chunks(model, Optimizer.Create(Plan.Optimizer, model.ParameterCount), 0, 0))
+            coordinator.Send(worker, chunk);
         return worker;
     }
 
