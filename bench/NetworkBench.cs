@@ -76,6 +76,8 @@ static class NetworkBench
         }
         finally
         {
+            // Ranks exit by themselves once done; the star's hub waits to be stopped.
+            if (algorithm == "star" && processes.Count > 0) { try { processes[0].Kill(); } catch (InvalidOperationException) { } }
             foreach (var p in processes) { if (!p.WaitForExit(TimeSpan.FromSeconds(15))) p.Kill(); p.Dispose(); }
         }
     }

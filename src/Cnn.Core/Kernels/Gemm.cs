@@ -90,6 +90,36 @@ public static unsafe class Gemm
         float* a0 = a, a1 = a + ars, a2 = a + 2 * ars, a3 = a + 3 * ars;
         float* c0 = c, c1 = c + n, c2 = c + 2 * n, c3 = c + 3 * n;
         int j = j0;
+        // AVX-512: 4 rows x 32 columns per pass. Each element is still the same FMA chain in
+        // increasing p, so the result is bitwise the one of the 256-bit path below.
+        if (Vector512.IsHardwareAccelerated)
+            for (; j + 4 * Lanes <= j1; j += 4 * Lanes)
+            {
+                Vector512<float> s00, s01, s10, s11, s20, s21, s30, s31;
+                if (acc)
+                {
+                    s00 = Vector512.Load(c0 + j); s01 = Vector512.Load(c0 + j + 2 * Lanes);
+                    s10 = Vector512.Load(c1 + j); s11 = Vector512.Load(c1 + j + 2 * Lanes);
+                    s20 = Vector512.Load(c2 + j); s21 = Vector512.Load(c2 + j + 2 * Lanes);
+                    s30 = Vector512.Load(c3 + j); s31 = Vector512.Load(c3 + j + 2 * Lanes);
+                }
+                else s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector512<float>.Zero;
+                float* bp = b + j;
+                for (int p = 0; p < k; p++, bp += n)
+                {
+                    var b0 = Vector512.Load(bp);
+                    var b1 = Vector512.Load(bp + 2 * Lanes);
+                    int ap = p * acs;
+                    var x = Vector512.Create(a0[ap]); s00 = Vector512.FusedMultiplyAdd(x, b0, s00); s01 = Vector512.FusedMultiplyAdd(x, b1, s01);
+                    x = Vector512.Create(a1[ap]); s10 = Vector512.FusedMultiplyAdd(x, b0, s10); s11 = Vector512.FusedMultiplyAdd(x, b1, s11);
+                    x = Vector512.Create(a2[ap]); s20 = Vector512.FusedMultiplyAdd(x, b0, s20); s21 = Vector512.FusedMultiplyAdd(x, b1, s21);
+                    x = Vector512.Create(a3[ap]); s30 = Vector512.FusedMultiplyAdd(x, b0, s30); s31 = Vector512.FusedMultiplyAdd(x, b1, s31);
+                }
+                s00.Store(c0 + j); s01.Store(c0 + j + 2 * Lanes);
+                s10.Store(c1 + j); s11.Store(c1 + j + 2 * Lanes);
+                s20.Store(c2 + j); s21.Store(c2 + j + 2 * Lanes);
+                s30.Store(c3 + j); s31.Store(c3 + j + 2 * Lanes);
+            }
         for (; j + 2 * Lanes <= j1; j += 2 * Lanes)
         {
             Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;

@@ -48,6 +48,27 @@ public class GemmTests
     }
 
     [Theory]
+    [InlineData(4, 100, 9)]     // 512-bit passes of 32 columns, a 256-bit pass of 16, a tail of 4
+    [InlineData(9, 47, 30)]
+    [InlineData(64, 1100, 288)]
+    public void NN_is_bitwise_one_fma_chain_per_element_whatever_the_vector_width(int m, int n, int k)
+    {
+        // Every path (AVX-512, AVX2, scalar tail) must give each element exactly the chain
+        // c = fma(a[i,p], b[p,j], c) for p = 0..k-1: that is what makes results independent of the CPU.
+        var a = Random(m * k, 7);
+        var b = Random(k * n, 8);
+        var actual = new float[m * n];
+        Gemm.NN(a.AsMemory(), k, 1, b.AsMemory(), actual.AsMemory(), m, n, k, accumulate: false);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float c = 0f;
+                for (int p = 0; p < k; p++) c = MathF.FusedMultiplyAdd(a[i * k + p], b[p * n + j], c);
+                Assert.True(BitConverter.SingleToInt32Bits(c) == BitConverter.SingleToInt32Bits(actual[i * n + j]), $"element ({i},{j}): {c} != {actual[i * n + j]}");
+            }
+    }
+
+    [Theory]
     [InlineData(1, 1, 1)]
     [InlineData(3, 5, 7)]
     [InlineData(6, 9, 17)]
