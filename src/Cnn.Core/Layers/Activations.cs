@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace DistTrain.Cnn.Layers;
 
 /// Element-wise activation: y = f(x), dx = dy * f'(expressed through y).
@@ -14,19 +16,27 @@ public abstract class Activation : Layer
     public override Tensor Forward(Tensor input, in BatchContext context)
     {
         var output = Tensor.Ensure(ref _output, OutputShape, input.N);
-        ReadOnlySpan<float> x = input.Span;
-        Span<float> y = output.Span;
-        for (int i = 0; i < x.Length; i++) y[i] = Apply(x[i]);
+        ApplyAll(input.Span, output.Span);
         return output;
     }
 
     public override Tensor Backward(Tensor gradOutput)
     {
         var gradInput = Tensor.Ensure(ref _gradInput, InputShape, gradOutput.N);
-        ReadOnlySpan<float> y = _output!.Span, dy = gradOutput.Span;
-        Span<float> dx = gradInput.Span;
-        for (int i = 0; i < dy.Length; i++) dx[i] = dy[i] * DerivativeFromOutput(y[i]);
+        BackwardAll(_output!.Span, gradOutput.Span, gradInput.Span);
         return gradInput;
+    }
+
+    /// y[i] = Apply(x[i]); a subclass may vectorise it, with bitwise the same result.
+    protected virtual void ApplyAll(ReadOnlySpan<float> x, Span<float> y)
+    {
+        for (int i = 0; i < x.Length; i++) y[i] = Apply(x[i]);
+    }
+
+    /// dx[i] = dy[i] * DerivativeFromOutput(y[i]); a subclass may vectorise it, bitwise the same.
+    protected virtual void BackwardAll(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        for (int i = 0; i < dy.Length; i++) dx[i] = dy[i] * DerivativeFromOutput(y[i]);
     }
 }
 
@@ -34,6 +44,33 @@ public sealed class ReLU : Activation
 {
     protected override float Apply(float x) => x > 0f ? x : 0f;
     protected override float DerivativeFromOutput(float y) => y > 0f ? 1f : 0f;
+
+    // Vectorised with compare-and-select (not Max, whose NaN and -0 rules differ from the scalar
+    // form) and a multiply by 1 or 0, so every element is bitwise what the scalar methods give.
+    protected override void ApplyAll(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<float>.Count <= x.Length; i += Vector256<float>.Count)
+            {
+                var v = Vector256.Create(x.Slice(i, Vector256<float>.Count));
+                Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), v, Vector256<float>.Zero).CopyTo(y.Slice(i));
+            }
+        for (; i < x.Length; i++) y[i] = Apply(x[i]);
+    }
+
+    protected override void BackwardAll(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<float>.Count <= dy.Length; i += Vector256<float>.Count)
+            {
+                var positive = Vector256.GreaterThan(Vector256.Create(y.Slice(i, Vector256<float>.Count)), Vector256<float>.Zero);
+                var derivative = Vector256.ConditionalSelect(positive, Vector256<float>.One, Vector256<float>.Zero);
+                (Vector256.Create(dy.Slice(i, Vector256<float>.Count)) * derivative).CopyTo(dx.Slice(i));
+            }
+        for (; i < dy.Length; i++) dx[i] = dy[i] * DerivativeFromOutput(y[i]);
+    }
 }
 
 public sealed class Sigmoid : Activation

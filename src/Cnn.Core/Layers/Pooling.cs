@@ -33,6 +33,11 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
         if (_argmax.Length < output.Length) _argmax = new int[output.Length];
         ReadOnlySpan<float> x = input.Span;
         Span<float> y = output.Span;
+        if (Size == 2 && Stride == 2)
+        {
+            Forward2x2(x, y, _argmax, planes, input.H, input.W, oh, ow);
+            return output;
+        }
         for (int p = 0; p < planes; p++)
         {
             int inBase = p * inPlane, o = p * oh * ow;
@@ -52,6 +57,41 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
                 }
         }
         return output;
+    }
+
+    /// The common 2x2 window with stride 2, unrolled: the same comparisons in the same order as the
+    /// general loop (strict >, row by row), so the same maxima and the same first argmax.
+    static unsafe void Forward2x2(ReadOnlySpan<float> xSpan, Span<float> ySpan, Span<int> argSpan, int planes, int h, int w, int oh, int ow)
+    {
+        fixed (float* x = xSpan)
+        fixed (float* y = ySpan)
+        fixed (int* arg = argSpan)
+        {
+            int o = 0;
+            for (int p = 0; p < planes; p++)
+            {
+                int inBase = p * h * w;
+                for (int oy = 0; oy < oh; oy++)
+                {
+                    int row = inBase + 2 * oy * w;
+                    for (int ox = 0; ox < ow; ox++, o++)
+                    {
+                        // Branch-free selects: the winner of each window is unpredictable.
+                        int i0 = row + 2 * ox, i2 = i0 + w;
+                        float v0 = x[i0], v1 = x[i0 + 1], v2 = x[i2], v3 = x[i2 + 1];
+                        bool c1 = v1 > v0;
+                        float max = c1 ? v1 : v0;
+                        int best = c1 ? i0 + 1 : i0;
+                        bool c2 = v2 > max;
+                        max = c2 ? v2 : max;
+                        best = c2 ? i2 : best;
+                        bool c3 = v3 > max;
+                        y[o] = c3 ? v3 : max;
+                        arg[o] = c3 ? i2 + 1 : best;
+                    }
+                }
+            }
+        }
     }
 
     public override Tensor Backward(Tensor gradOutput)
