@@ -16,7 +16,14 @@ public static class Program
           eval      evaluate a checkpoint on a dataset's test split
         """;
 
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        int code = Run(args, Console.Out, Console.Error);
+        Console.Out.Flush();
+        // Transport threads of a connection that failed may never stop; they must not keep the process.
+        Environment.Exit(code);
+        return code;
+    }
 
     /// The whole command line; user mistakes become one line on stderr and exit 2.
     public static int Run(string[] args, TextWriter output, TextWriter error)

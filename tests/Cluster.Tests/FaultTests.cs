@@ -92,6 +92,22 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
     }
 
     [Fact]
+    public async Task An_interrupt_stops_after_the_step_in_flight_and_checkpoints_that_step()
+    {
+        const string name = "interrupted";
+        IActorRef coordinator = ActorRefs.Nobody;
+        var trigger = new Trigger(4, () => coordinator.Tell(new CoordinatorActor.Interrupt("SIGTERM")));
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 2), 2, trigger, name);
+        coordinator = cluster.Coordinator;
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+
+        Assert.Equal("interrupted", outcome.Status);
+        Assert.Equal("interrupted by SIGTERM", outcome.Error);
+        Assert.InRange(outcome.Steps, 4, 5);                  // the step in flight when the signal came is finished
+        Assert.Equal([outcome.Steps], trigger.Checkpoints);   // and saved, so --resume loses nothing
+    }
+
+    [Fact]
     public async Task With_no_worker_left_the_coordinator_waits_then_fails_and_checkpoints_the_last_state_it_holds()
     {
         const string name = "orphaned";

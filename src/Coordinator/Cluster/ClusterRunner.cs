@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Diagnostics;
 using Akka.Actor;
 using DistTrain.Protocol;
@@ -14,7 +15,9 @@ public static class ClusterRunner
                                                               bool serializeMessages = false)
     {
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, ProtocolConfig.Local(serializeMessages));
-        var outcome = await InProcessCluster.Start(system, s, workers, observer, ProtocolConfig.CoordinatorName).Completion;
+        var cluster = InProcessCluster.Start(system, s, workers, observer, ProtocolConfig.CoordinatorName);
+        using var signals = InterruptOnSignals(cluster.Coordinator, observer);
+        var outcome = await cluster.Completion;
         await system.Terminate();
         return outcome;
     }
@@ -31,7 +34,8 @@ public static class ClusterRunner
         cluster.Join(cluster.SelfAddress);
         int boundPort = cluster.SelfAddress.Port ?? port;
         var done = new TaskCompletionSource<ClusterOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-        system.ActorOf(CoordinatorActor.Props(s, observer, done), ProtocolConfig.CoordinatorName);
+        var coordinator = system.ActorOf(CoordinatorActor.Props(s, observer, done), ProtocolConfig.CoordinatorName);
+        using var signals = InterruptOnSignals(coordinator, observer);
         observer.Log($"coordinator listening on {host}:{boundPort}{(tls is null ? "" : " (TLS, mutual authentication)")}");
 
         var processes = new List<Process>();
@@ -46,8 +50,31 @@ public static class ClusterRunner
         finally
         {
             foreach (var p in processes) { try { if (!p.HasExited) p.Kill(true); } catch (InvalidOperationException) { } p.Dispose(); }
-            await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(15))) != shutdown)
+                observer.Log("the actor system did not shut down within 15s; exiting anyway");
         }
+    }
+
+    /// The first SIGINT or SIGTERM asks the coordinator to stop after the step in flight, with a
+    /// checkpoint; a second one ends the process at once.
+    static IDisposable InterruptOnSignals(IActorRef coordinator, ITrainingObserver observer)
+    {
+        int received = 0;
+        void Handle(PosixSignalContext context)
+        {
+            if (Interlocked.Increment(ref received) > 1) return;
+            context.Cancel = true;
+            observer.Log($"{context.Signal}: stopping after the step in flight and saving a checkpoint (send it again to stop at once)");
+            coordinator.Tell(new CoordinatorActor.Interrupt(context.Signal.ToString()));
+        }
+        var registrations = new[] { PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle) };
+        return new Registrations(registrations);
+    }
+
+    sealed class Registrations(PosixSignalRegistration[] all) : IDisposable
+    {
+        public void Dispose() { foreach (var r in all) r.Dispose(); }
     }
 
     static Process StartWorkerProcess(string host, int port, string? dataDir, int threads, string token, string name, TlsFiles? tls, ITrainingObserver observer)

@@ -123,6 +123,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     protected override void PostStop() => _cluster?.Unsubscribe(Self);
 
     sealed record WaitTimeout(int Round);
+
+    /// Stop cleanly (SIGINT/SIGTERM): at the next step boundary, with a checkpoint of that step.
+    public sealed record Interrupt(string Reason);
+    string? _interrupt;
     sealed record CheckMember(Address Address);
 
     // ---- Membership (every phase) -----------------------------------------------------------------
@@ -137,6 +141,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 Timers.StartSingleTimer(up.Member.Address, new CheckMember(up.Member.Address), _s.AdmissionGraceOrDefault);
         });
         Receive<CheckMember>(m => DownIfStranger(m.Address));
+        Receive<Interrupt>(m =>
+        {
+            _interrupt = m.Reason;
+            _status = "interrupted";
+            _error = $"interrupted by {m.Reason}";
+            if (_phase != Phase.Waiting) return;   // the step in flight finishes first (RunNextStep)
+            if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
+            Finish(fetchState: false);
+        });
     }
 
     bool IsMember(IActorRef r) => _workers.Any(w => w.Ref.Equals(r)) || _joiners.Any(w => w.Ref.Equals(r));
@@ -327,7 +340,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     void RunNextStep()
     {
-        if (_step >= _totalSteps) { Finish(); return; }
+        if (_step >= _totalSteps || _interrupt is not null) { Finish(); return; }
         if (_joiners.Count > 0) { FetchState(AdmitJoiners); return; }
         DispatchStep();
     }
