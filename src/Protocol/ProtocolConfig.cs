@@ -95,6 +95,15 @@ public static class ProtocolConfig
             }
             """).WithFallback(ConfigurationFactory.ParseString(Serialization));
 
+    /// Leaves the cluster and stops remoting, giving up after `limit`: a transport whose connection
+    /// attempts failed (for example a refused TLS handshake) may never report that it has shut down.
+    /// False when the limit was reached.
+    public static async Task<bool> ShutDownWithin(Akka.Actor.ActorSystem system, TimeSpan limit)
+    {
+        var shutdown = Akka.Actor.CoordinatedShutdown.Get(system).Run(Akka.Actor.CoordinatedShutdown.ClrExitReason.Instance);
+        return await Task.WhenAny(shutdown, Task.Delay(limit)) == shutdown;
+    }
+
     /// Akka.Remote names the transport in addresses: akka.ssl.tcp when TLS is on.
     public static string CoordinatorAddress(string host, int port, bool tls = false) => $"akka.{(tls ? "ssl." : "")}tcp://{SystemName}@{host}:{port}";
     public static string CoordinatorPath(string host, int port, bool tls = false) => $"{CoordinatorAddress(host, port, tls)}/user/{CoordinatorName}";

@@ -32,10 +32,7 @@ public static class WorkerHost
         string? error = await stopped.Task;
         log.WriteLine(error is null ? $"worker {name}: job finished" : $"worker {name}: {error}");
         log.Flush();
-        // Leave the cluster and stop remoting; bounded, because a transport whose connection attempts
-        // failed (for example a refused TLS handshake) may never report that it has shut down.
-        var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
-        if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(15))) != shutdown)
+        if (!await ProtocolConfig.ShutDownWithin(system, TimeSpan.FromSeconds(15)))
             log.WriteLine($"worker {name}: the actor system did not shut down within 15s; exiting anyway");
         return error is null ? 0 : error.StartsWith("refused", StringComparison.Ordinal) ? 2 : 4;
     }

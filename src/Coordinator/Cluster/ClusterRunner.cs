@@ -50,8 +50,7 @@ public static class ClusterRunner
         finally
         {
             foreach (var p in processes) { try { if (!p.HasExited) p.Kill(true); } catch (InvalidOperationException) { } p.Dispose(); }
-            var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
-            if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(15))) != shutdown)
+            if (!await ProtocolConfig.ShutDownWithin(system, TimeSpan.FromSeconds(15)))
                 observer.Log("the actor system did not shut down within 15s; exiting anyway");
         }
     }

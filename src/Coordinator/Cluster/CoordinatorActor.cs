@@ -58,7 +58,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     int _generation;
     Phase _phase = Phase.Waiting;
     bool _started;
-    int _waitRound;
     long _step;
     /// The coordinator's copy of the model holds the replicas' state after this many steps: where
     /// training restarts if every worker is lost.
@@ -122,7 +121,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cluster?.Unsubscribe(Self);
 
-    sealed record WaitTimeout(int Round);
+    sealed class WaitTimeout { public static readonly WaitTimeout Instance = new(); }
 
     /// Stop cleanly (SIGINT/SIGTERM): at the next step boundary, with a checkpoint of that step.
     public sealed record Interrupt(string Reason);
@@ -271,10 +270,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
         _observer.Log($"no worker left: training resumes from step {_step} ({lostSteps} step(s) to redo) when a worker joins; " +
                       $"waiting up to {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
-        var waiting = _joiners.ToList();
-        _joiners.Clear();
         WaitForWorkers();
-        foreach (var w in waiting) { SendState(w.Ref); _workers.Add(w); }
+        EnterJoiners();
         if (_workers.Count > 0) StartTraining();
     }
 
@@ -283,14 +280,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     void WaitForWorkers()
     {
         _phase = Phase.Waiting;
-        int round = ++_waitRound;
-        Timers.StartSingleTimer("wait", new WaitTimeout(round), _s.WorkerWaitOrDefault);
+        // A cancelled or restarted timer never delivers its old message (Akka's TimerScheduler).
+        Timers.StartSingleTimer("wait", WaitTimeout.Instance, _s.WorkerWaitOrDefault);
         Become(() =>
         {
             Membership();
-            Receive<WaitTimeout>(m =>
+            Receive<WaitTimeout>(_ =>
             {
-                if (m.Round != _waitRound) return;
                 if (_workers.Count > 0)
                 {
                     _observer.Log($"starting with {_workers.Count} of {_s.ExpectedWorkers} workers after waiting {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
@@ -309,7 +305,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     void StartTraining()
     {
-        _waitRound++;   // a timeout already queued is ignored
         Timers.Cancel("wait");
         _started = true;
         NewGeneration();
@@ -348,11 +343,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// The joiners get the state just fetched from rank 0 and enter with a new generation.
     void AdmitJoiners()
     {
-        foreach (var j in _joiners) { SendState(j.Ref); _workers.Add(j); }
-        _joiners.Clear();
+        EnterJoiners();
         NewGeneration();
         Become(Training);
         DispatchStep();
+    }
+
+    /// Moves the joiners into the ring with the coordinator's copy of the state (current at this point).
+    void EnterJoiners()
+    {
+        foreach (var j in _joiners) { SendState(j.Ref); _workers.Add(j); }
+        _joiners.Clear();
     }
 
     void DispatchStep()
