@@ -7,6 +7,17 @@ cd "$root"
 
 bash deploy/fetch-mnist.sh
 
+# The TLS tests make certificates with deploy/make-certs.sh, which needs openssl.
+if ! command -v openssl >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing openssl (needed by deploy/make-certs.sh in the TLS tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    echo "tests/run.sh: openssl not found; install it (apt-get install openssl) for the TLS tests" >&2
+    exit 2
+  fi
+fi
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
