@@ -1,3 +1,4 @@
+using System.CommandLine;
 using DistTrain.Cnn.Checkpoints;
 using DistTrain.Cnn.Data;
 using DistTrain.Coordinator.Cli;
@@ -6,16 +7,6 @@ namespace DistTrain.Coordinator;
 
 public static class Program
 {
-    const string Usage =
-        """
-        disttrain — data-parallel CNN training
-
-        usage: disttrain <command> [options]
-          train     train a model (see disttrain train --help)
-          worker    join a running coordinator as a worker
-          eval      evaluate a checkpoint on a dataset's test split
-        """;
-
     public static int Main(string[] args)
     {
         int code = Run(args, Console.Out, Console.Error);
@@ -25,36 +16,42 @@ public static class Program
         return code;
     }
 
+    static RootCommand Commands(TextWriter output) =>
+        new("disttrain: data-parallel CNN training on an Akka.NET cluster")
+        {
+            TrainCommand.Create(output), WorkerCommand.Create(output), EvalCommand.Create(output), PlotCommand.Create(output),
+        };
+
     /// The whole command line; user mistakes become one line on stderr and exit 2.
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
-        if (args.Length == 0 || args[0] is "--help" or "-h" or "help") { output.WriteLine(Usage); return args.Length == 0 ? ExitCodes.BadInput : ExitCodes.Done; }
-        var rest = args.Skip(1).ToArray();
+        var root = Commands(output);
+        var invocation = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        if (args.Length == 0)
+        {
+            root.Parse(["--help"]).Invoke(invocation);
+            return ExitCodes.BadInput;
+        }
+        var parsed = root.Parse(args);
+        string command = parsed.CommandResult.Command == root ? "disttrain" : $"disttrain {parsed.CommandResult.Command.Name}";
+        if (parsed.Errors.Count > 0)
+        {
+            string message = parsed.UnmatchedTokens.FirstOrDefault() is string extra
+                ? extra.StartsWith('-') ? $"unknown option {extra}" : command == "disttrain" ? $"unknown command '{extra}'" : $"unexpected argument '{extra}'"
+                : parsed.Errors[0].Message;
+            error.WriteLine($"{command}: {OneLine(message)} (see {command} --help)");
+            return ExitCodes.BadInput;
+        }
         try
         {
-            return args[0] switch
-            {
-                "train" when WantsHelp(rest) => Help(output, TrainCommand.Usage),
-                "train" => TrainCommand.Run(rest, output),
-                "worker" when WantsHelp(rest) => Help(output, WorkerCommand.Usage),
-                "worker" => WorkerCommand.Run(rest, output),
-                "eval" when WantsHelp(rest) => Help(output, EvalCommand.Usage),
-                "eval" => EvalCommand.Run(rest, output),
-                _ => throw new UsageException($"unknown command '{args[0]}'; expected train, worker or eval (disttrain --help)"),
-            };
+            return parsed.Invoke(invocation);
         }
         catch (Exception e) when (e is UsageException or DataFormatException or CheckpointFormatException or DistTrain.Protocol.TlsConfigurationException)
         {
-            error.WriteLine($"disttrain {args[0]}: {e.Message}");
+            error.WriteLine($"{command}: {OneLine(e.Message)}");
             return ExitCodes.BadInput;
         }
     }
 
-    static bool WantsHelp(string[] rest) => rest.Contains("--help") || rest.Contains("-h");
-
-    static int Help(TextWriter output, string usage)
-    {
-        output.WriteLine(usage);
-        return ExitCodes.Done;
-    }
+    static string OneLine(string message) => message.ReplaceLineEndings(" ");
 }

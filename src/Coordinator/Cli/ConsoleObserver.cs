@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
@@ -8,32 +7,33 @@ using DistTrain.Coordinator.Reporting;
 
 namespace DistTrain.Coordinator.Cli;
 
-/// Prints progress (a line per epoch and every 10 s), writes metrics, saves checkpoints, and keeps
-/// the time shares of compute, all-reduce and waiting for the summary line.
-public sealed class ConsoleObserver(TextWriter output, MetricsWriter? metrics, CheckpointDirectory? checkpoints,
+/// What disttrain train does with the coordinator's news: shows it (live bars or plain lines),
+/// keeps the status the --status-port endpoint serves, writes metrics, saves checkpoints, and
+/// keeps the time shares of compute, all-reduce and the rest for the summary line.
+public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, MetricsWriter? metrics, CheckpointDirectory? checkpoints,
                                     TrainingPlan plan, DatasetFolder data) : ITrainingObserver
 {
-    readonly Stopwatch _sinceProgress = Stopwatch.StartNew();
     double _wall, _compute, _reduce;
-    long _steps;
 
-    public void Log(string line) => output.WriteLine(line);
+    public void Log(string line)
+    {
+        status.Event(line);
+        view.Log(line);
+    }
 
     public void StepCompleted(StepReport r, StepTiming t)
     {
-        _steps++;
         _wall += t.WallSeconds; _compute += t.ComputeSeconds; _reduce += t.ReduceSeconds;
         metrics?.Step(r);
-        if (_sinceProgress.Elapsed.TotalSeconds < 10) return;
-        _sinceProgress.Restart();
-        output.WriteLine($"  step {r.Step}/{r.TotalSteps}  loss {r.Loss:F4}  acc {r.Accuracy:F4}  lr {r.LearningRate:G4}  {plan.GlobalBatch * _steps / _wall:F0} img/s");
+        status.Step(r, t);
+        view.Step(status.Take());
     }
 
     public void EpochCompleted(EpochReport r)
     {
         metrics?.Epoch(r);
-        output.WriteLine($"epoch {r.Epoch + 1}/{plan.Epochs}  step {r.Step}  train_loss {r.Train.MeanLoss:F4}  train_acc {r.Train.Accuracy:F4}  " +
-                         $"test_loss {r.Test.MeanLoss:F4}  test_acc {r.Test.Accuracy:F4}  {r.ImagesPerSecond:F0} img/s  {r.Seconds:F1}s");
+        status.Epoch(r);
+        view.Epoch(r, plan.Epochs);
     }
 
     public void CheckpointDue(Model model, Optimizer optimizer, long step)

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using DistTrain.Cnn.Losses;
 using DistTrain.Cnn.Training;
 
@@ -6,20 +7,23 @@ namespace DistTrain.Coordinator.Cli;
 /// disttrain eval: the test loss and accuracy of a saved model.
 public static class EvalCommand
 {
-    public const string Usage =
-        """
-        disttrain eval --checkpoint FILE [--data DIR]
-          --checkpoint FILE     a .safetensors checkpoint written by disttrain train
-          --data DIR            dataset folder (default: data/mnist)
-        """;
+    static readonly Option<string?> CheckpointOption = Opt.Text("--checkpoint FILE", "a .safetensors checkpoint written by disttrain train (required)");
+    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder [default: data/mnist, fetched if absent]");
+    static readonly Option<int> BatchOption = Opt.Int("--batch B", "images per forward pass", 500, min: 1, max: 1 << 20);
 
-    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    public static Command Create(TextWriter output)
     {
-        var a = new Arguments(args, new HashSet<string> { "--checkpoint", "--data", "--batch" }, new HashSet<string>());
-        var path = a.String("--checkpoint") ?? throw new UsageException("eval needs --checkpoint FILE");
-        int batch = a.Int("--batch", 500, min: 1, max: 1 << 20);
+        var command = new Command("eval", "the test loss and accuracy of a checkpoint on a dataset's test split") { CheckpointOption, DataOption, BatchOption };
+        command.SetAction(p => Run(p, output));
+        return command;
+    }
+
+    static int Run(ParseResult a, TextWriter output)
+    {
+        var path = a.GetValue(CheckpointOption) ?? throw new UsageException("eval needs --checkpoint FILE");
+        int batch = a.GetValue(BatchOption);
         var checkpoint = TrainingCheckpoint.Load(path);
-        var data = DataLocator.Load(a.String("--data"), output);
+        var data = DataLocator.Load(a.GetValue(DataOption), output);
         if (data.Test.SampleSize != checkpoint.Model.InputShape.Size)
             throw new UsageException($"{path}: model {checkpoint.Model.Name} expects {checkpoint.Model.InputShape} inputs, {data.Name} has {data.Test.Height}x{data.Test.Width}");
         if (data.Sha256 != checkpoint.DatasetSha256)

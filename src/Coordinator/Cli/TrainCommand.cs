@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using DistTrain.Cnn.Data;
@@ -15,95 +16,99 @@ namespace DistTrain.Coordinator.Cli;
 /// disttrain train: trains a model and writes the report, metrics and checkpoints asked for.
 public static class TrainCommand
 {
-    static readonly HashSet<string> ValueOptions =
-    [
-        "--data", "--model", "--epochs", "--batch", "--micro-batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
-        "--schedule", "--warmup", "--loss", "--workers", "--seed", "--max-steps", "--checkpoint-dir",
-        "--metrics", "--report", "--threads", "--checkpoint-every", "--remote-workers", "--allreduce", "--host", "--port",
-        "--worker-wait", "--token-file", "--tls-cert", "--tls-ca",
-    ];
-    static readonly HashSet<string> Flags = ["--in-process", "--resume", "--nesterov"];
+    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder with the four IDX files [default: data/mnist, fetched if absent]");
+    static readonly Option<string> ModelOption = Opt.Text("--model NAME|FILE", "lenet5, mnist-cnn, or a model FILE.json", "lenet5")!;
+    static readonly Option<int> EpochsOption = Opt.Int("--epochs E", "passes over the training set", 2, min: 1, max: 100_000);
+    static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);
+    static readonly Option<int> MicroBatchOption = Opt.Int("--micro-batch M", "unit of work whose gradients are summed exactly", 16, min: 1, max: 1 << 20);
+    static readonly Option<double?> LrOption = Opt.OptionalDouble("--lr X", "peak learning rate [default: 0.03; mnist-cnn 0.002]", 0, double.MaxValue, minExclusive: true);
+    static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerSettings.Kinds)} [default: momentum; mnist-cnn adam]");
+    static readonly Option<double> MomentumOption = Opt.Double("--momentum M", "momentum factor", 0.9, 0, 1);
+    static readonly Option<bool> NesterovOption = Opt.Flag("--nesterov", "Nesterov momentum");
+    static readonly Option<double> WeightDecayOption = Opt.Double("--weight-decay W", "weight decay", 0, 0, 1);
+    static readonly Option<string> ScheduleOption = Opt.Text("--schedule S", "cosine | cosine:MIN | constant | step:EVERY:GAMMA", "cosine")!;
+    static readonly Option<long?> WarmupOption = Opt.OptionalLong("--warmup STEPS", "linear learning-rate warm-up [default: 5% of the run's steps]", min: 0);
+    static readonly Option<string> LossOption = Opt.Choice("--loss L", "cross-entropy | mse", "cross-entropy", ["cross-entropy", "mse"]);
+    static readonly Option<ulong> SeedOption = Opt.ULong("--seed S", "seed of initialisation, shuffling and dropout", 1);
+    static readonly Option<long?> MaxStepsOption = Opt.OptionalLong("--max-steps K", "stop after K steps", min: 1);
+    static readonly Option<int> WorkersOption = Opt.Int("--workers N", "worker processes to start on this machine", 1, min: 0, max: 256);
+    static readonly Option<bool> InProcessOption = Opt.Flag("--in-process", "run the N workers as actors inside this process instead");
+    static readonly Option<int> RemoteWorkersOption = Opt.Int("--remote-workers K", "also wait for K workers started elsewhere (disttrain worker --coordinator HOST:PORT)", 0, min: 0, max: 256);
+    static readonly Option<string> AllReduceOption = Opt.Choice("--allreduce ALG", "ring (peer to peer) or star (through the coordinator)", "ring", ["ring", "star"]);
+    static readonly Option<string> HostOption = Opt.Text("--host H", "address to bind and advertise; workers elsewhere must reach it", "127.0.0.1")!;
+    static readonly Option<int> PortOption = Opt.Int("--port P", "coordinator port (0: any free port)", 0, min: 0, max: 65535);
+    static readonly Option<int?> ThreadsOption = Opt.OptionalInt("--threads T", "compute threads per worker [default: cores / workers]", min: 1, max: 1024);
+    static readonly Option<double> WorkerWaitOption = Opt.Double("--worker-wait SECS", "wait this long for workers at the start, and for a replacement when none is left", 60, 0, 86_400, minExclusive: true);
+    static readonly Option<string?> TokenFileOption = Opt.Text("--token-file FILE", $"the job token workers must present [default: {WorkerHost.TokenVariable}, else a random one]");
+    static readonly Option<string?> TlsCertOption = Opt.Text("--tls-cert NODE.pfx", "Akka.Remote over TLS with mutual authentication: this node's certificate (deploy/make-certs.sh; password from DISTTRAIN_TLS_PASSWORD)");
+    static readonly Option<string?> TlsCaOption = Opt.Text("--tls-ca CA.crt", "with --tls-cert: peers must hold a certificate from this CA");
+    static readonly Option<string?> CheckpointDirOption = Opt.Text("--checkpoint-dir DIR", "save a checkpoint after every epoch (newest 3 kept); --resume continues from it");
+    static readonly Option<long?> CheckpointEveryOption = Opt.OptionalLong("--checkpoint-every K", "also save one every K steps", min: 1);
+    static readonly Option<bool> ResumeOption = Opt.Flag("--resume", "continue from the newest valid checkpoint in --checkpoint-dir");
+    static readonly Option<string?> MetricsOption = Opt.Text("--metrics FILE.jsonl", "per-step and per-epoch metrics as JSON lines; loss and accuracy plots (PNG) are drawn from them at the end");
+    static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
+    static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training", min: 1, max: 65535);
+    static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
 
-    public const string Usage =
-        """
-        disttrain train [options]
-          --data DIR            dataset folder with the four IDX files (default: data/mnist, fetched if absent)
-          --model NAME|FILE     lenet5 (default), mnist-cnn, or a model FILE.json
-          --epochs E            passes over the training set (default 2)
-          --batch B             global batch size (default 64)
-          --micro-batch M       unit of work whose gradients are summed exactly (default 16)
-          --lr X                peak learning rate (default: 0.03; mnist-cnn 0.002)
-          --optimizer KIND      sgd | momentum | adam | adamw (default: momentum; mnist-cnn adam)
-          --momentum M          momentum factor (default 0.9); --nesterov for Nesterov momentum
-          --weight-decay W      weight decay (default 0)
-          --schedule S          cosine (default) | cosine:MIN | constant | step:EVERY:GAMMA
-          --warmup STEPS        linear learning-rate warm-up (default: 5% of the run's steps)
-          --loss L              cross-entropy (default) | mse
-          --seed S              seed of initialisation, shuffling and dropout (default 1)
-          --max-steps K         stop after K steps
-          --workers N           worker processes to start on this machine (default 1)
-          --in-process          run the N workers as actors inside this process instead
-          --remote-workers K    also wait for K workers started elsewhere (disttrain worker --coordinator HOST:PORT)
-          --allreduce ALG       ring (default, peer to peer) | star (through the coordinator)
-          --host H              address to bind and advertise (default 127.0.0.1)
-          --port P              coordinator port (default 0: any free port)
-          --threads T           compute threads per worker (default: cores / workers)
-          --worker-wait SECS    wait this long for workers at the start and for a replacement when none is left (default 60)
-          --token-file FILE     the job token workers must present (default: DISTTRAIN_JOB_TOKEN, else a random one)
-          --tls-cert NODE.pfx   Akka.Remote over TLS with mutual authentication: this node's certificate (deploy/make-certs.sh);
-          --tls-ca ca.crt         peers must hold a certificate from this CA. The .pfx password comes from DISTTRAIN_TLS_PASSWORD
-          --checkpoint-dir DIR  save a checkpoint after every epoch (newest 3 kept); --resume continues from it
-          --checkpoint-every K  also save one every K steps
-          --metrics FILE.jsonl  per-step and per-epoch metrics as JSON lines
-          --report FILE.json    summary report at the end
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    public static Command Create(TextWriter output)
     {
-        var a = new Arguments(args, ValueOptions, Flags);
-        int workers = a.Int("--workers", 1, min: 0, max: 256);
-        int remoteWorkers = a.Int("--remote-workers", 0, min: 0, max: 256);
-        if (workers + remoteWorkers == 0) throw new UsageException("--workers 0 needs --remote-workers K to have someone to train");
-        bool inProcess = a.Flag("--in-process");
-        if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
-        string allReduce = a.Choice("--allreduce", "ring", ["ring", "star"]);
-        string host = a.String("--host", "127.0.0.1");
-        int port = a.Int("--port", 0, min: 0, max: 65535);
-        int threads = a.Int("--threads", Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers)), min: 1, max: 1024);
-        Parallelism.MaxThreads = threads;
+        var command = new Command("train", "train a model: a coordinator and its workers (local processes, in-process actors, or workers started elsewhere)")
+        {
+            DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
+            WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, MaxStepsOption, WorkersOption, InProcessOption,
+            RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, MetricsOption, ReportOption, StatusPortOption, ProgressOption,
+        };
+        command.SetAction(p => Run(p, output));
+        return command;
+    }
 
-        var model = ResolveModel(a.String("--model", "lenet5"));
+    static int Run(ParseResult a, TextWriter output)
+    {
+        int workers = a.GetValue(WorkersOption);
+        int remoteWorkers = a.GetValue(RemoteWorkersOption);
+        if (workers + remoteWorkers == 0) throw new UsageException("--workers 0 needs --remote-workers K to have someone to train");
+        bool inProcess = a.GetValue(InProcessOption);
+        if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
+        string allReduce = a.GetValue(AllReduceOption)!;
+        string host = a.GetValue(HostOption)!;
+        int port = a.GetValue(PortOption);
+        int threads = a.GetValue(ThreadsOption) ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers));
+        Parallelism.MaxThreads = threads;
+        int? statusPort = a.GetValue(StatusPortOption);
+
+        var model = ResolveModel(a.GetValue(ModelOption)!);
         var recipe = Presets.Recipe(model.Name);
         var plan = new TrainingPlan
         {
             Model = model,
             Optimizer = new OptimizerSettings(
-                Kind: a.Choice("--optimizer", recipe.Optimizer, OptimizerSettings.Kinds),
-                Momentum: a.Double("--momentum", 0.9, 0, 1, minExclusive: false),
-                Nesterov: a.Flag("--nesterov"),
-                WeightDecay: a.Double("--weight-decay", 0, 0, 1)),
-            LearningRate = a.Double("--lr", recipe.LearningRate, 0, double.MaxValue, minExclusive: true),
-            Schedule = a.String("--schedule", "cosine"),
-            Loss = a.Choice("--loss", "cross-entropy", ["cross-entropy", "mse"]),
-            Epochs = a.Int("--epochs", 2, min: 1, max: 100_000),
-            GlobalBatch = a.Int("--batch", 64, min: 1, max: 1 << 20),
-            MicroBatch = a.Int("--micro-batch", 16, min: 1, max: 1 << 20),
-            Seed = a.ULong("--seed", 1),
-            MaxSteps = a.Long("--max-steps", min: 1),
+                Kind: OptimizerKind(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
+                Momentum: a.GetValue(MomentumOption),
+                Nesterov: a.GetValue(NesterovOption),
+                WeightDecay: a.GetValue(WeightDecayOption)),
+            LearningRate = a.GetValue(LrOption) ?? recipe.LearningRate,
+            Schedule = a.GetValue(ScheduleOption)!,
+            Loss = a.GetValue(LossOption)!,
+            Epochs = a.GetValue(EpochsOption),
+            GlobalBatch = a.GetValue(BatchOption),
+            MicroBatch = a.GetValue(MicroBatchOption),
+            Seed = a.GetValue(SeedOption),
+            MaxSteps = a.GetValue(MaxStepsOption),
         };
-        string? checkpointDir = a.String("--checkpoint-dir");
-        long checkpointEvery = a.Long("--checkpoint-every", min: 1) ?? 0;
+        string? checkpointDir = a.GetValue(CheckpointDirOption);
+        long checkpointEvery = a.GetValue(CheckpointEveryOption) ?? 0;
         if (checkpointEvery > 0 && checkpointDir is null) throw new UsageException("--checkpoint-every needs --checkpoint-dir DIR");
-        bool resume = a.Flag("--resume");
+        bool resume = a.GetValue(ResumeOption);
         if (resume && checkpointDir is null) throw new UsageException("--resume needs --checkpoint-dir DIR");
-        string? metricsPath = a.String("--metrics"), reportPath = a.String("--report");
+        string? metricsPath = a.GetValue(MetricsOption), reportPath = a.GetValue(ReportOption);
 
-        long? warmup = a.Long("--warmup", min: 0);
-        double workerWait = a.Double("--worker-wait", 60, 0, 86_400, minExclusive: true);
-        var tls = TlsFiles.From(a.String("--tls-cert"), a.String("--tls-ca"));
+        long? warmup = a.GetValue(WarmupOption);
+        double workerWait = a.GetValue(WorkerWaitOption);
+        var tls = TlsFiles.From(a.GetValue(TlsCertOption), a.GetValue(TlsCaOption));
         if (tls is not null && inProcess) throw new UsageException("--in-process has no network to protect; drop --tls-cert/--tls-ca or --in-process");
         tls?.Load();   // a bad file is reported now, before any data is loaded
-        var data = DataLocator.Load(a.String("--data"), output, out string? dataDir);
+        var data = DataLocator.Load(a.GetValue(DataOption), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
         if (data.Train.SampleSize != plan.Model.Input.Aggregate(1, (x, y) => x * y))
@@ -120,7 +125,7 @@ public static class TrainCommand
             else CheckResumable(start, plan, data);
         }
 
-        string token = JobToken.Read(a.String("--token-file")) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
+        string token = JobToken.Read(a.GetValue(TokenFileOption)) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
         var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery,
             TimeSpan.FromSeconds(workerWait));
         long totalSteps = plan.TotalSteps(data.Train.Count);
@@ -131,11 +136,20 @@ public static class TrainCommand
                          (start is null ? "" : $", resumed at step {start.Step}"));
 
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath, append: start is not null);
-        var observer = new ConsoleObserver(output, metrics, checkpoints, plan, data);
+        var status = new TrainingStatus(plan.Model.Name, plan.Epochs, totalSteps, EpochOrder.StepsPerEpoch(data.Train.Count, plan.GlobalBatch));
+        using var statusServer = statusPort is int sp ? StatusServer.Start(status, host, sp) : null;
+        if (statusServer is not null) output.WriteLine($"status at {statusServer.Url}status and {statusServer.Url}metrics");
         var clock = Stopwatch.StartNew();
-        ClusterOutcome outcome = inProcess
-            ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
-            : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer, tls).GetAwaiter().GetResult();
+        ClusterOutcome outcome;
+        ConsoleObserver observer;
+        using (var view = IProgressView.Create(a.GetValue(ProgressOption)!, output, status))
+        {
+            observer = new ConsoleObserver(view, status, metrics, checkpoints, plan, data);
+            outcome = inProcess
+                ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
+                : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer, tls).GetAwaiter().GetResult();
+        }
+        status.Finish(outcome.Status);
         double wall = clock.Elapsed.TotalSeconds;
 
         int exit = outcome.Status switch { "completed" => ExitCodes.Done, "diverged" => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
@@ -157,8 +171,21 @@ public static class TrainCommand
             }.WriteTo(reportPath);
             output.WriteLine($"report written to {reportPath}");
         }
+        if (metricsPath is not null)
+        {
+            metrics!.Dispose();   // flushed before it is read back
+            try
+            {
+                var plots = RunPlots.Write(metricsPath, RunPlots.PrefixFor(metricsPath, reportPath));
+                output.WriteLine($"metrics in {metricsPath}; plots {plots.LossPng} and {plots.AccuracyPng}");
+            }
+            catch (UsageException e) { output.WriteLine($"no plots: {e.Message}"); }
+        }
         return exit;
     }
+
+    static string OptimizerKind(string kind) =>
+        OptimizerSettings.Kinds.Contains(kind) ? kind : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerSettings.Kinds)}, got '{kind}'");
 
     static ModelSpec ResolveModel(string name)
     {

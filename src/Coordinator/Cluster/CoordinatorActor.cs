@@ -426,7 +426,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _trainSeconds += wall;
         _observer.StepCompleted(
             new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _schedule.At(_step - 1), stats.Samples / wall),
-            new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds)));
+            new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds),
+                           _workers.Select(w => _pending[w.Ref]).Zip(_workers, (m, w) => new WorkerShare(w.Name, m.Samples, m.ComputeSeconds)).ToArray()));
         if (_step % _work.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
         else if (_s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0)
             FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });

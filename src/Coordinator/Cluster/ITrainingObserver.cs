@@ -14,8 +14,12 @@ public interface ITrainingObserver
     void CheckpointDue(Model model, Optimizer optimizer, long step);
 }
 
-/// Where a step's time went, averaged over workers: computing, reducing, and the rest (waiting, messaging).
-public readonly record struct StepTiming(double WallSeconds, double ComputeSeconds, double ReduceSeconds);
+/// Where a step's time went, averaged over workers: computing, reducing, and the rest (waiting,
+/// messaging); and what each worker did in it.
+public readonly record struct StepTiming(double WallSeconds, double ComputeSeconds, double ReduceSeconds, IReadOnlyList<WorkerShare> Workers);
+
+/// One worker's part of a step: the images it computed and the seconds its compute took.
+public readonly record struct WorkerShare(string Name, long Samples, double ComputeSeconds);
 
 /// How a run ended.
 public sealed record ClusterOutcome(

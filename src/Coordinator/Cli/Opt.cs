@@ -1,0 +1,81 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+
+namespace DistTrain.Coordinator.Cli;
+
+/// Typed System.CommandLine options whose parse and range errors are the one-line messages of
+/// the command-line contract ("--epochs: expected a whole number >= 1, got '0'"). Defaults given
+/// here are shown by --help; a default that depends on other options is said in the description.
+/// A name is written as used: "--data DIR" is the option --data with the placeholder DIR.
+public static class Opt
+{
+    public static Option<int> Int(string name, string help, int fallback, int min = int.MinValue, int max = int.MaxValue) =>
+        Make<int>(name, help, fallback, s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max ? v : null,
+                  $"a whole number{Range(min, max)}");
+
+    public static Option<int?> OptionalInt(string name, string help, int min, int max) =>
+        Make<int?>(name, help, null, s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max ? v : null,
+                   $"a whole number{Range(min, max)}");
+
+    public static Option<long?> OptionalLong(string name, string help, long min) =>
+        Make<long?>(name, help, null, s => long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= min ? v : null,
+                    $"a whole number{Range(min, long.MaxValue)}");
+
+    public static Option<ulong> ULong(string name, string help, ulong fallback) =>
+        Make<ulong>(name, help, fallback, s => ulong.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong v) ? v : null,
+                    "a non-negative whole number");
+
+    /// A finite number in [min, max], or (min, max] when minExclusive.
+    public static Option<double> Double(string name, string help, double fallback, double min, double max, bool minExclusive = false) =>
+        Make<double>(name, help, fallback, s => ParseDouble(s, min, max, minExclusive), DoubleRange(min, max, minExclusive));
+
+    public static Option<double?> OptionalDouble(string name, string help, double min, double max, bool minExclusive = false) =>
+        Make<double?>(name, help, null, s => ParseDouble(s, min, max, minExclusive), DoubleRange(min, max, minExclusive));
+
+    public static Option<string> Choice(string name, string help, string fallback, IReadOnlyCollection<string> choices) =>
+        Make<string>(name, help, fallback, s => choices.Contains(s) ? s : null, string.Join("|", choices));
+
+    /// A free value (a path, a host name); null when absent.
+    public static Option<string?> Text(string name, string help, string? fallback = null)
+    {
+        var (option, hint) = Split(name);
+        var o = new Option<string?>(option) { Description = help, HelpName = hint };
+        if (fallback is not null) o.DefaultValueFactory = _ => fallback;
+        return o;
+    }
+
+    public static Option<bool> Flag(string name, string help) => new(name) { Description = help, Arity = ArgumentArity.Zero };
+
+    static Option<T> Make<T>(string name, string help, T? fallback, Func<string, object?> parse, string expected)
+    {
+        var (option, hint) = Split(name);
+        var o = new Option<T>(option) { Description = help, HelpName = hint };
+        if (fallback is not null) o.DefaultValueFactory = _ => fallback;
+        o.CustomParser = r =>
+        {
+            string s = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (parse(s) is T v) return v;
+            r.AddError($"{option}: expected {expected}, got '{s}'");
+            return default!;
+        };
+        return o;
+    }
+
+    static (string Option, string? Hint) Split(string name)
+    {
+        int space = name.IndexOf(' ');
+        return space < 0 ? (name, null) : (name[..space], name[(space + 1)..]);
+    }
+
+    static object? ParseDouble(string s, double min, double max, bool minExclusive) =>
+        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
+        && v >= min && v <= max && !(minExclusive && v == min) ? v : null;
+
+    static string DoubleRange(double min, double max, bool minExclusive) =>
+        $"a number {(minExclusive ? ">" : ">=")} {min.ToString(CultureInfo.InvariantCulture)}"
+        + (max < double.MaxValue ? $" and <= {max.ToString(CultureInfo.InvariantCulture)}" : "");
+
+    static string Range(long min, long max) =>
+        min > long.MinValue && max < long.MaxValue ? $" from {min} to {max}" : min > long.MinValue ? $" >= {min}" : "";
+}

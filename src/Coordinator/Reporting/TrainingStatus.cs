@@ -1,0 +1,192 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using DistTrain.Cnn.Training;
+using DistTrain.Coordinator.Cluster;
+
+namespace DistTrain.Coordinator.Reporting;
+
+/// The run as it stands, for the progress display and the --status-port endpoint. Written by the
+/// coordinator's observer, read from other threads: every access takes the lock and readers get a copy.
+public sealed class TrainingStatus(string model, int epochs, long totalSteps, long stepsPerEpoch)
+{
+    /// Images/s are measured over the most recent steps: the rate a user sees now, not since start.
+    const int Window = 50;
+
+    readonly object _lock = new();
+    readonly DateTime _started = DateTime.UtcNow;
+    readonly Queue<(double Seconds, long Images)> _recent = new();
+    readonly Dictionary<string, WorkerRate> _workers = new(StringComparer.Ordinal);
+    readonly List<string> _events = [];
+    string _state = "starting";
+    long _step, _firstStep = -1;
+    int _epoch;
+    double _loss = double.NaN, _accuracy = double.NaN, _lr, _testLoss = double.NaN, _testAccuracy = double.NaN;
+    double _recentSeconds, _trainSeconds;
+    long _recentImages, _trainedImages;
+    int _joins, _losses;
+
+    public string Model => model;
+    public int Epochs => epochs;
+    public long TotalSteps => totalSteps;
+    public long StepsPerEpoch => stepsPerEpoch;
+
+    public void Step(StepReport r, StepTiming t)
+    {
+        lock (_lock)
+        {
+            if (_firstStep < 0) _firstStep = r.Step - 1;
+            _state = "training";
+            _step = r.Step; _epoch = r.Epoch; _loss = r.Loss; _accuracy = r.Accuracy; _lr = r.LearningRate;
+            long images = t.Workers.Sum(w => w.Samples);
+            _trainSeconds += t.WallSeconds; _trainedImages += images;
+            _recent.Enqueue((t.WallSeconds, images)); _recentSeconds += t.WallSeconds; _recentImages += images;
+            if (_recent.Count > Window) { var old = _recent.Dequeue(); _recentSeconds -= old.Seconds; _recentImages -= old.Images; }
+            foreach (var w in _workers.Values) w.Present = false;
+            foreach (var w in t.Workers)
+            {
+                if (!_workers.TryGetValue(w.Name, out var rate)) _workers[w.Name] = rate = new WorkerRate();
+                rate.Add(w.Samples, t.WallSeconds, w.ComputeSeconds);
+            }
+            foreach (var gone in _workers.Where(p => !p.Value.Present).Select(p => p.Key).ToList()) _workers.Remove(gone);
+        }
+    }
+
+    public void Epoch(EpochReport r)
+    {
+        lock (_lock) { _testLoss = r.Test.MeanLoss; _testAccuracy = r.Test.Accuracy; }
+    }
+
+    public void Event(string line)
+    {
+        lock (_lock)
+        {
+            if (line.Contains(" joined", StringComparison.Ordinal) && line.StartsWith("worker ", StringComparison.Ordinal)) _joins++;
+            if (line.StartsWith("lost worker ", StringComparison.Ordinal)) _losses++;
+            _events.Add($"{DateTime.UtcNow:HH:mm:ss} {line.Trim()}");
+            if (_events.Count > 20) _events.RemoveAt(0);
+        }
+    }
+
+    public void Finish(string state) { lock (_lock) _state = state; }
+
+    public Snapshot Take()
+    {
+        lock (_lock)
+        {
+            double rate = _recentSeconds > 0 ? _recentImages / _recentSeconds : 0;
+            double stepsPerSecond = _recentSeconds > 0 ? _recent.Count / _recentSeconds : 0;
+            double? eta = stepsPerSecond > 0 && _state == "training" ? (totalSteps - _step) / stepsPerSecond : null;
+            return new Snapshot(_state, model, _step, totalSteps, _epoch, epochs, _loss, _accuracy, _lr, _testLoss, _testAccuracy,
+                rate, _trainSeconds > 0 ? _trainedImages / _trainSeconds : 0, eta, (DateTime.UtcNow - _started).TotalSeconds,
+                _workers.Select(p => new WorkerSnapshot(p.Key, p.Value.ImagesPerSecond, p.Value.Busy)).OrderBy(w => w.Name, StringComparer.Ordinal).ToArray(),
+                _joins, _losses, _events.ToArray());
+        }
+    }
+
+    sealed class WorkerRate
+    {
+        readonly Queue<(long Images, double Wall, double Compute)> _recent = new();
+        long _images; double _wall, _compute;
+        public bool Present;
+        public double ImagesPerSecond => _wall > 0 ? _images / _wall : 0;
+        public double Busy => _wall > 0 ? Math.Min(1, _compute / _wall) : 0;
+
+        public void Add(long images, double wall, double compute)
+        {
+            Present = true;
+            _recent.Enqueue((images, wall, compute)); _images += images; _wall += wall; _compute += compute;
+            if (_recent.Count > Window) { var o = _recent.Dequeue(); _images -= o.Images; _wall -= o.Wall; _compute -= o.Compute; }
+        }
+    }
+
+    public sealed record WorkerSnapshot(string Name, double ImagesPerSecond, double Busy);
+
+    public sealed record Snapshot(
+        string State, string Model, long Step, long TotalSteps, int Epoch, int Epochs, double Loss, double Accuracy, double LearningRate,
+        double TestLoss, double TestAccuracy, double ImagesPerSecond, double MeanImagesPerSecond, double? EtaSeconds, double ElapsedSeconds,
+        WorkerSnapshot[] Workers, int WorkerJoins, int WorkerLosses, string[] Events)
+    {
+        /// GET /status.
+        public string ToJson()
+        {
+            using var buffer = new MemoryStream();
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            {
+                w.WriteStartObject();
+                w.WriteString("state", State);
+                w.WriteString("model", Model);
+                w.WriteNumber("step", Step);
+                w.WriteNumber("total_steps", TotalSteps);
+                w.WriteNumber("epoch", Epoch + 1);
+                w.WriteNumber("epochs", Epochs);
+                Number(w, "loss", Loss);
+                Number(w, "accuracy", Accuracy);
+                Number(w, "learning_rate", LearningRate);
+                Number(w, "test_loss", TestLoss);
+                Number(w, "test_accuracy", TestAccuracy);
+                w.WriteNumber("images_per_second", Math.Round(ImagesPerSecond, 1));
+                w.WriteNumber("mean_images_per_second", Math.Round(MeanImagesPerSecond, 1));
+                if (EtaSeconds is double eta) w.WriteNumber("eta_seconds", Math.Round(eta, 1)); else w.WriteNull("eta_seconds");
+                w.WriteNumber("elapsed_seconds", Math.Round(ElapsedSeconds, 1));
+                w.WriteNumber("worker_joins", WorkerJoins);
+                w.WriteNumber("worker_losses", WorkerLosses);
+                w.WriteStartArray("workers");
+                foreach (var x in Workers)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", x.Name);
+                    w.WriteNumber("images_per_second", Math.Round(x.ImagesPerSecond, 1));
+                    w.WriteNumber("busy", Math.Round(x.Busy, 3));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("events");
+                foreach (var e in Events) w.WriteStringValue(e);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            return Encoding.UTF8.GetString(buffer.ToArray());
+        }
+
+        /// GET /metrics, in the Prometheus text exposition format (version 0.0.4).
+        public string ToPrometheus()
+        {
+            var s = new StringBuilder();
+            void Gauge(string name, string help, double value, string type = "gauge", string labels = "")
+            {
+                s.Append("# HELP disttrain_").Append(name).Append(' ').Append(help).Append('\n');
+                s.Append("# TYPE disttrain_").Append(name).Append(' ').Append(type).Append('\n');
+                s.Append("disttrain_").Append(name).Append(labels).Append(' ').Append(Format(value)).Append('\n');
+            }
+            Gauge("training", "1 while training, 0 otherwise", State == "training" ? 1 : 0);
+            Gauge("step", "steps completed", Step, "counter");
+            Gauge("total_steps", "steps of the whole run", TotalSteps);
+            Gauge("epoch", "current epoch (1-based)", Epoch + 1);
+            Gauge("loss", "training loss of the last step", Loss);
+            Gauge("accuracy", "training accuracy of the last step", Accuracy);
+            Gauge("learning_rate", "learning rate of the last step", LearningRate);
+            Gauge("test_loss", "test loss after the last epoch", TestLoss);
+            Gauge("test_accuracy", "test accuracy after the last epoch", TestAccuracy);
+            Gauge("images_per_second", "training images per second over the last steps", ImagesPerSecond);
+            Gauge("workers", "workers in the last step", Workers.Length);
+            Gauge("worker_joins_total", "workers that joined", WorkerJoins, "counter");
+            Gauge("worker_losses_total", "workers lost during training", WorkerLosses, "counter");
+            s.Append("# HELP disttrain_worker_images_per_second images per second each worker computed over the last steps\n");
+            s.Append("# TYPE disttrain_worker_images_per_second gauge\n");
+            foreach (var w in Workers)
+                s.Append("disttrain_worker_images_per_second{worker=\"").Append(Escape(w.Name)).Append("\"} ").Append(Format(w.ImagesPerSecond)).Append('\n');
+            return s.ToString();
+        }
+
+        static void Number(Utf8JsonWriter w, string name, double v)
+        {
+            if (double.IsFinite(v)) w.WriteNumber(name, v); else w.WriteNull(name);
+        }
+
+        static string Format(double v) => double.IsNaN(v) ? "NaN" : double.IsPositiveInfinity(v) ? "+Inf" : double.IsNegativeInfinity(v) ? "-Inf"
+            : v.ToString("R", CultureInfo.InvariantCulture);
+
+        static string Escape(string label) => label.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
+    }
+}
