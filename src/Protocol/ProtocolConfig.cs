@@ -33,6 +33,7 @@ public static class ProtocolConfig
             akka {
               loglevel = WARNING
               stdout-loglevel = WARNING
+              loggers = ["DistTrain.Protocol.ConciseLogger, DistTrain.Protocol"]
               log-dead-letters = off
               log-dead-letters-during-shutdown = off
               actor.provider = cluster
@@ -87,6 +88,7 @@ public static class ProtocolConfig
             $$"""
             akka {
               loglevel = WARNING
+              loggers = ["DistTrain.Protocol.ConciseLogger, DistTrain.Protocol"]
               log-dead-letters = off
               actor.serialize-messages = {{(serializeMessages ? "on" : "off")}}
             }

@@ -145,9 +145,15 @@ public static class TrainCommand
         using (var view = IProgressView.Create(a.GetValue(ProgressOption)!, output, status))
         {
             observer = new ConsoleObserver(view, status, metrics, checkpoints, plan, data);
-            outcome = inProcess
-                ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
-                : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer, tls).GetAwaiter().GetResult();
+            var akkaLog = DistTrain.Protocol.ConciseLogger.Sink;
+            DistTrain.Protocol.ConciseLogger.Sink = view.Log;   // Akka's warnings go above the live bars, not through them
+            try
+            {
+                outcome = inProcess
+                    ? ClusterRunner.RunInProcessAsync(settings, workers, observer).GetAwaiter().GetResult()
+                    : ClusterRunner.RunClusterAsync(settings, host, port, workers, dataDir, threads, observer, tls).GetAwaiter().GetResult();
+            }
+            finally { DistTrain.Protocol.ConciseLogger.Sink = akkaLog; }
         }
         status.Finish(outcome.Status);
         double wall = clock.Elapsed.TotalSeconds;
