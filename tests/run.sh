@@ -28,4 +28,13 @@ passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 echo "tests: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+
+# A short job across three network namespaces with 5 ms between hosts, checked against the same
+# job on this machine (the script removes every namespace it made). It needs root and iproute2.
+if [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null; then
+  if bash deploy/netns-cluster.sh --max-steps 150 --latency 5; then echo "netns-cluster: passed"
+  else echo "netns-cluster: FAILED"; status=1; fi
+else
+  echo "netns-cluster: skipped (needs root and iproute2 to create network namespaces)"
+fi
 exit $status

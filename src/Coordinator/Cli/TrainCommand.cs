@@ -185,7 +185,9 @@ public static class TrainCommand
                 var plots = RunPlots.Write(metricsPath, RunPlots.PrefixFor(metricsPath, reportPath));
                 output.WriteLine($"metrics in {metricsPath}; plots {plots.LossPng} and {plots.AccuracyPng}");
             }
-            catch (UsageException e) { output.WriteLine($"no plots: {e.Message}"); }
+            // The report and metrics are written; a plot that cannot be drawn (no metrics, a missing
+            // native library or font in a slim container image) must not fail a completed run.
+            catch (Exception e) { output.WriteLine($"no plots: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}"); }
         }
         return exit;
     }
