@@ -7,8 +7,8 @@
 # reach the same parameters (parameter_sha256) and test accuracy. Everything it creates is
 # removed on exit, also on failure or Ctrl-C.
 #
-#   sudo deploy/netns-cluster.sh [--latency MS] [--loss FRACTION] [--max-steps K] [--epochs E]
-#                                [--model lenet5] [--seed S] [--data DIR] [--keep-logs]
+#   deploy/netns-cluster.sh [--latency MS] [--loss FRACTION] [--max-steps K] [--epochs E]
+#                           [--model lenet5] [--seed S] [--data DIR] [--keep-logs]
 #
 # --latency MS delays every packet by MS milliseconds between two hosts, so a round trip takes
 # 2 x MS more. This kernel has no tc netem (CONFIG_NET_SCH_NETEM is off), so the router sends the
@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "netns-cluster.sh: unknown option $1; $usage" >&2; exit 2 ;;
   esac
 done
-[[ $(id -u) -eq 0 ]] || { echo "netns-cluster.sh: needs root (it creates network namespaces); run it with sudo" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "netns-cluster.sh: needs root (it creates network namespaces); run it as root or with sudo" >&2; exit 2; }
 for tool in ip python3; do
   command -v "$tool" >/dev/null || { echo "netns-cluster.sh: $tool not found (apt-get install iproute2 python3)" >&2; exit 2; }
 done
