@@ -152,6 +152,14 @@ public sealed class UserViewTests : IDisposable
         Assert.Equal("akka error: Something broke (InvalidOperationException: first line)", ConciseLogger.Format(error));
         var gated = new Warning("src", typeof(UserViewTests), "Association with remote system akka.tcp://x has failed; address is now gated for 5000 ms.");
         Assert.Null(ConciseLogger.Format(gated));
+
+        // Akka retries an unreachable peer every 5 s: the same warning is written once a minute.
+        var repeats = new RepeatFilter(TimeSpan.FromMinutes(1));
+        var t0 = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        Assert.True(repeats.ShouldWrite("akka warning: unreachable 10.0.0.2", t0));
+        Assert.False(repeats.ShouldWrite("akka warning: unreachable 10.0.0.2", t0.AddSeconds(5)));
+        Assert.True(repeats.ShouldWrite("akka warning: unreachable 10.0.0.3", t0.AddSeconds(5)));
+        Assert.True(repeats.ShouldWrite("akka warning: unreachable 10.0.0.2", t0.AddSeconds(61)));
     }
 
     [Fact]
