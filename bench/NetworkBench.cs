@@ -8,8 +8,10 @@ using DistTrain.Worker.Collectives;
 
 namespace DistTrain.Bench;
 
-/// The wire and the collective: a raw TCP stream on loopback, and ring/star all-reduce between
-/// worker processes over Akka.Remote, exactly the actors and messages training uses.
+/// The wire and the collective: a raw TCP stream on loopback, and all-reduce between worker
+/// processes with the code training uses: the ring over the workers' data plane (ring-tcp, what
+/// training uses between processes without TLS), the ring over Akka.Remote (ring, used under TLS),
+/// and the star through a hub.
 static class NetworkBench
 {
     /// One TCP stream on loopback, 1 MiB writes: bytes per second at the receiver.
@@ -50,7 +52,7 @@ static class NetworkBench
     /// Starts N worker processes (and a hub for the star) that all-reduce `bytes` of int64 `iterations` times.
     public static AllReduceFigure AllReduce(string algorithm, int n, long bytes, int warmup, int iterations)
     {
-        int basePort = FreePortBlock(n + 1);
+        int basePort = FreePortBlock(2 * n + 1);
         var processes = new List<Process>();
         try
         {
@@ -98,6 +100,8 @@ static class NetworkBench
         throw new InvalidOperationException("no block of free ports");
     }
 
+    static int DataPlanePort(int basePort, int n, int rank) => basePort + n + 1 + rank;
+
     static string PeerPath(int basePort, int rank) => $"akka.tcp://{ProtocolConfig.SystemName}@127.0.0.1:{basePort + rank}/user/peer";
 
     /// The child process: rank r of a ring (or star worker, or the hub when rank == n).
@@ -109,8 +113,13 @@ static class NetworkBench
         int warmup = int.Parse(args[6]), iterations = int.Parse(args[7]);
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, ProtocolConfig.Cluster("worker", "127.0.0.1", basePort + rank));
         var done = new TaskCompletionSource<double>();
+        // ring-tcp: the ring's chunks travel on the workers' data plane (DataPlanePort) instead of Akka.Remote.
+        IActorRef peer = ActorRefs.Nobody;
+        using var plane = algorithm == "ring-tcp" && rank < n
+            ? new DataPlane("127.0.0.1", DataPlanePort(basePort, n, rank), "bench", (_, chunk) => peer.Tell(chunk), Console.Error.WriteLine)
+            : null;
         if (rank == n) system.ActorOf(Props.Create(() => new Hub(n, bytes, basePort)), "peer");
-        else system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
+        else peer = system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done, plane)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
         if (rank == n) { Thread.Sleep(Timeout.Infinite); return 0; }   // killed by the parent
         double seconds = done.Task.GetAwaiter().GetResult();
         if (rank == 0) Console.WriteLine("RESULT " + seconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
@@ -129,7 +138,8 @@ static class NetworkBench
         int _iteration;
         readonly Stopwatch _clock = new();
 
-        public Peer(string algorithm, int rank, int n, long bytes, int basePort, int warmup, int iterations, TaskCompletionSource<double> done)
+        public Peer(string algorithm, int rank, int n, long bytes, int basePort, int warmup, int iterations, TaskCompletionSource<double> done,
+                    DataPlane? plane)
         {
             _sums = new long[bytes / 8];
             string target = algorithm == "star" ? PeerPath(basePort, n) : PeerPath(basePort, (rank + 1) % n);
@@ -138,7 +148,12 @@ static class NetworkBench
                 // Wait until the next node answers, then start; its chunks may already be stashed.
                 try { _next = Context.ActorSelection(target).ResolveOne(TimeSpan.FromSeconds(1)).GetAwaiter().GetResult(); }
                 catch (ActorNotFoundException) { Self.Tell(Go.Instance); return; }
-                _reduce = algorithm == "star" ? new StarAllReduce(c => _next.Tell(c, Self)) : new RingAllReduce(rank, n, c => _next.Tell(c, Self));
+                _reduce = algorithm switch
+                {
+                    "star" => new StarAllReduce(c => _next.Tell(c, Self)),
+                    "ring-tcp" => new RingAllReduce(rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send),
+                    _ => new RingAllReduce(rank, n, c => _next.Tell(c, Self)),
+                };
                 Become(() =>
                 {
                     Receive<GradientChunk>(c =>

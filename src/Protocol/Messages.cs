@@ -15,19 +15,22 @@ public interface IGenerationMessage : IProtocolMessage
 public static class ProtocolVersion
 {
     /// 2: StartGeneration carries the step the generation starts at (replicas ahead of it roll back).
-    public const int Current = 2;
+    /// 3: workers announce a data-plane port; StartGeneration carries the ring's data endpoints.
+    public const int Current = 3;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
 
 /// worker -> coordinator: asks to take part. DatasetSha256 is empty when the worker holds no data.
+/// DataPort is the worker's gradient data-plane port on its Akka host (0: chunks go over Akka.Remote).
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
     [property: Key(1)] string JobToken,
     [property: Key(2)] string DatasetSha256,
     [property: Key(3)] int Threads,
-    [property: Key(4)] string Name) : IProtocolMessage;
+    [property: Key(4)] string Name,
+    [property: Key(5)] int DataPort = 0) : IProtocolMessage;
 
 /// coordinator -> worker: not admitted, and why.
 [MessagePackObject]
@@ -54,12 +57,14 @@ public sealed record ModelStateChunk(
 /// coordinator -> worker: a new generation with this ring (actor paths, in rank order), whose
 /// first step is Step. A replica that already applied step Step (the step in flight when a peer
 /// was lost) rolls that update back, so the step is redone by the live workers exactly once.
+/// DataEndpoints ("host:port" in rank order, "" for none) are the members' gradient data planes.
 [MessagePackObject]
 public sealed record StartGeneration(
     [property: Key(0)] int Generation,
     [property: Key(1)] string[] Ring,
     [property: Key(2)] int Rank,
-    [property: Key(3)] long Step) : IGenerationMessage;
+    [property: Key(3)] long Step,
+    [property: Key(4)] string[]? DataEndpoints = null) : IGenerationMessage;
 
 // ---- Steps -----------------------------------------------------------------------------------
 

@@ -17,8 +17,14 @@ namespace DistTrain.Worker;
 /// same update as everyone and reports the hash of its parameters.
 public sealed class WorkerActor : ReceiveActor, IWithStash
 {
-    /// JoinTimeout: how long to keep trying to register before giving up (default 60 s).
-    public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name, TimeSpan? JoinTimeout = null);
+    /// JoinTimeout: how long to keep trying to register before giving up (default 60 s). Plane: the
+    /// gradient data plane to send ring chunks on (null: over Akka.Remote); it delivers what it
+    /// receives to this actor as <see cref="RingChunk"/>s.
+    public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name, TimeSpan? JoinTimeout = null,
+                                  DataPlane? Plane = null);
+
+    /// A gradient chunk that came over the data plane from the worker whose ring path is From.
+    public sealed record RingChunk(string From, GradientChunk Chunk) : INoSerializationVerificationNeeded;
 
     readonly Settings _settings;
     /// Called when the worker stops: why (null when the job finished normally).
@@ -42,6 +48,9 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     /// Who may send this replica gradient chunks in the current generation: its ring predecessor,
     /// or the coordinator for the star. Chunks from anyone else are dropped.
     IActorRef _chunkSender = ActorRefs.Nobody;
+    /// The same, as the ring path a data-plane connection must prove it sends for.
+    string _predecessorPath = "";
+    DataPlane.Link? _link;
     /// The next step this replica will apply (the number of updates it holds).
     long _nextStep;
     /// The replica before its newest update, kept until the next step: when a peer is lost after this
@@ -74,7 +83,11 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             TimeSpan.Zero, TimeSpan.FromSeconds(1), Self, RetryRegister.Instance, Self);
     }
 
-    protected override void PostStop() => _registerTimer?.Cancel();
+    protected override void PostStop()
+    {
+        _registerTimer?.Cancel();
+        _link?.Dispose();
+    }
 
     sealed class RetryRegister { public static readonly RetryRegister Instance = new(); }
 
@@ -90,7 +103,8 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
                        "(is it running, is the address right, do both sides use the same TLS CA?)");
                 return;
             }
-            var register = new RegisterWorker(ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name);
+            var register = new RegisterWorker(ProtocolVersion.Current, _settings.JobToken, _settings.Data?.Sha256 ?? "", _settings.Threads, _settings.Name,
+                                              _settings.Plane?.Port ?? 0);
             Context.ActorSelection(_settings.CoordinatorPath).Tell(register);
         });
         Receive<WorkerRefused>(m => Finish($"refused by the coordinator: {m.Reason}"));   // the host prints it
@@ -108,6 +122,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             Become(ReceivingState);
         });
         Receive<GradientChunk>(_ => Stash.Stash());
+        Receive<RingChunk>(_ => Stash.Stash());
         Receive<StartGeneration>(_ => Stash.Stash());
     }
 
@@ -150,6 +165,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             Stash.UnstashAll();
         });
         Receive<GradientChunk>(_ => Stash.Stash());
+        Receive<RingChunk>(_ => Stash.Stash());
         Receive<StartGeneration>(_ => Stash.Stash());
         Common();
     }
@@ -162,6 +178,10 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         {
             if (c.Generation >= _generation) Stash.Stash();   // a peer is already on the next step
         });
+        Receive<RingChunk>(c =>
+        {
+            if (c.Chunk.Generation >= _generation) Stash.Stash();
+        });
         Receive<EvaluateRange>(m => { if (FromCoordinator(m)) Evaluate(m); });
         Receive<RequestModelState>(m => { if (FromCoordinator(m)) SendModelState(m); });
         Common();
@@ -169,16 +189,8 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void Reducing()
     {
-        Receive<GradientChunk>(c =>
-        {
-            if (c.Generation < _generation || (c.Generation == _generation && c.Step < _current!.Step)) return;   // stale
-            if (c.Generation > _generation || c.Step > _current!.Step) { Stash.Stash(); return; }
-            if (!Sender.Equals(_chunkSender)) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", Sender); return; }
-            bool done;
-            try { done = _allReduce!.Handle(c); }
-            catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", Sender, e.Message); return; }
-            if (done) CompleteStep();
-        });
+        Receive<GradientChunk>(c => OnChunk(c, Sender.Equals(_chunkSender), Sender));
+        Receive<RingChunk>(c => OnChunk(c.Chunk, c.From == _predecessorPath && _predecessorPath.Length > 0, c.From));
         Receive<StartGeneration>(g =>
         {
             if (!FromCoordinator(g)) return;
@@ -190,6 +202,17 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         });
         Receive<RunStep>(_ => Stash.Stash());
         Common();
+    }
+
+    void OnChunk(GradientChunk c, bool fromPeer, object from)
+    {
+        if (c.Generation < _generation || (c.Generation == _generation && c.Step < _current!.Step)) return;   // stale
+        if (c.Generation > _generation || c.Step > _current!.Step) { Stash.Stash(); return; }
+        if (!fromPeer) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", from); return; }
+        bool done;
+        try { done = _allReduce!.Handle(c); }
+        catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", from, e.Message); return; }
+        if (done) CompleteStep();
     }
 
     void Common()
@@ -217,6 +240,9 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             return;
         }
         _generation = g.Generation;
+        _link?.Dispose();   // the previous generation's connection: its successor may be gone
+        _link = null;
+        _predecessorPath = "";
         if (_job.AllReduce == "star")
         {
             _chunkSender = _coordinator;
@@ -224,10 +250,22 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         }
         else
         {
+            int n = g.Ring.Length;
             var provider = ((ExtendedActorSystem)Context.System).Provider;
-            var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % g.Ring.Length]);
-            _chunkSender = provider.ResolveActorRef(g.Ring[(g.Rank + g.Ring.Length - 1) % g.Ring.Length]);
-            _allReduce = new RingAllReduce(g.Rank, g.Ring.Length, c => next.Tell(c, Self));
+            _chunkSender = provider.ResolveActorRef(g.Ring[(g.Rank + n - 1) % n]);
+            _predecessorPath = g.Ring[(g.Rank + n - 1) % n];
+            string nextEndpoint = g.DataEndpoints is { } endpoints && endpoints.Length == n ? endpoints[(g.Rank + 1) % n] : "";
+            if (_settings.Plane is { } plane && n > 1 && nextEndpoint.Length > 0)
+            {
+                // Chunks go to the successor over the data plane, sent as this worker's ring path.
+                var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank]);
+                _allReduce = new RingAllReduce(g.Rank, n, link.Send);
+            }
+            else
+            {
+                var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % n]);
+                _allReduce = new RingAllReduce(g.Rank, n, c => next.Tell(c, Self));
+            }
         }
     }
 

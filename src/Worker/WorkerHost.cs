@@ -12,14 +12,21 @@ public static class WorkerHost
 
     public static async Task<int> RunAsync(string coordinatorHost, int coordinatorPort, string host, int port,
                                            DatasetFolder? data, string token, int threads, string name, TextWriter log,
-                                           Tls? tls = null, TimeSpan? joinTimeout = null)
+                                           Tls? tls = null, TimeSpan? joinTimeout = null, int dataPort = 0)
     {
         // No seed nodes: the worker joins the cluster only once the coordinator has accepted its token.
         var config = ProtocolConfig.Cluster("worker", host, port);
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, Tls.Setup(config, tls));
         var stopped = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout);
-        system.ActorOf(WorkerActor.Props(settings, e => stopped.TrySetResult(e)), "worker");
+        // Gradient chunks between ring neighbours travel on the data plane (plain TCP, about 100x
+        // cheaper per byte than Akka.Remote here). Under TLS they stay on Akka.Remote's encrypted
+        // connections: the data plane has no encryption of its own yet.
+        IActorRef worker = ActorRefs.Nobody;
+        using var plane = tls is null
+            ? new Collectives.DataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
+            : null;
+        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout, plane);
+        worker = system.ActorOf(WorkerActor.Props(settings, e => stopped.TrySetResult(e)), "worker");
         log.WriteLine($"worker {name} joining {coordinatorHost}:{coordinatorPort}" + (data is null ? " (no local data)" : $" with {data.Name} ({data.Sha256[..12]})") +
                       (tls is null ? "" : " over TLS"));
         // Akka.Remote terminates the actor system when a TLS handshake with the coordinator fails.

@@ -71,6 +71,51 @@ public class AllReduceTests
         }
     }
 
+    [Theory]
+    [InlineData(2, 131_072 * 2 + 5)]
+    [InlineData(3, 131_072 * 3 + 7)]
+    [InlineData(4, 131_072 * 4 + 1)]
+    public void Ring_is_exact_when_chunks_between_two_ranks_arrive_out_of_order(int n, int length)
+    {
+        // Akka and the data plane keep each sender's order, but the ring must not depend on it: each
+        // (segment, part) is its own causal chain around the ring, so any interleaving is exact.
+        var inputs = Inputs(n, length, (ulong)(n * 31 + length));
+        var expected = PlainSum(inputs);
+        var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
+        var pending = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => pending[(r + 1) % n].Add(c))).ToArray();
+        var done = new bool[n];
+        for (int r = 0; r < n; r++) done[r] = rings[r].Start(1, 2, sums[r]);
+        var rng = new DistTrain.Cnn.DeterministicRandom(11);
+        while (pending.Any(q => q.Count > 0))
+        {
+            var candidates = Enumerable.Range(0, n).Where(r => pending[r].Count > 0).ToArray();
+            int r = candidates[rng.NextInt(candidates.Length)];
+            int pick = rng.NextInt(pending[r].Count);   // any queued chunk, not the oldest
+            var chunk = pending[r][pick];
+            pending[r].RemoveAt(pick);
+            done[r] = rings[r].Handle(chunk);
+        }
+        Assert.All(done, Assert.True);
+        for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
+    }
+
+    [Fact]
+    public void A_part_is_passed_on_as_soon_as_it_has_been_added()
+    {
+        // 2 ranks, segments of 2 parts: rank 0 forwards part 0 of round 1 after receiving only part 0 of round 0.
+        int length = 2 * (ProtocolConfig.PartBytes / 8) * 2;
+        var sent = new List<GradientChunk>();
+        var ring = new RingAllReduce(0, 2, sent.Add);
+        ring.Start(1, 0, new long[length]);
+        Assert.Equal(2, sent.Count);                       // round 0: both parts of its own segment
+        var half = length / 2;
+        var (_, n) = Payload.Part(half, half, 0, 2);
+        ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 2, new byte[n * 8]));
+        var forwarded = Assert.Single(sent.Skip(2));
+        Assert.Equal((1, 1, 0), (forwarded.Round, forwarded.Segment, forwarded.Part));
+    }
+
     [Fact]
     public void A_chunk_that_does_not_fit_is_rejected_and_not_applied()
     {

@@ -108,6 +108,38 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
     }
 
     [Fact]
+    public void A_data_plane_chunk_counts_only_when_it_comes_from_the_predecessors_ring_path()
+    {
+        // The data plane hands the actor RingChunk(senderRingPath, chunk) after the sender proved it
+        // holds the job token; the actor still sums only what its ring predecessor sent.
+        string Run(string name, bool viaDataPlane, bool forge)
+        {
+            var peer = CreateTestProbe();
+            var worker = AcceptedWorker(peer, name);
+            var ring = Ring(worker, peer.Ref);
+            peer.Send(worker, new StartGeneration(1, ring, 0, 0));
+            int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
+            object Deliver(GradientChunk c) => viaDataPlane ? new WorkerActor.RingChunk(ring[1], c) : c;
+            if (forge)
+            {
+                var forged = new long[n - half];
+                Array.Fill(forged, 1L << 40);
+                worker.Tell(new WorkerActor.RingChunk(ring[0], new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged))));   // its own path, not its predecessor's
+                worker.Tell(new WorkerActor.RingChunk("akka.tcp://disttrain@10.9.9.9:1/user/worker", new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged))));
+            }
+            peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
+            peer.ExpectMsg<GradientChunk>(Patience);
+            peer.Send(worker, Deliver(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half]))));
+            peer.ExpectMsg<GradientChunk>(Patience);
+            peer.Send(worker, Deliver(new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8])));
+            return peer.ExpectMsg<StepCompleted>(Patience).ParameterSha256;
+        }
+        string overAkka = Run("akka-ring", viaDataPlane: false, forge: false);
+        Assert.Equal(overAkka, Run("plane-ring", viaDataPlane: true, forge: false));
+        Assert.Equal(overAkka, Run("plane-forged", viaDataPlane: true, forge: true));
+    }
+
+    [Fact]
     public void A_peer_chunk_that_arrives_before_RunStep_is_not_lost()
     {
         var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two

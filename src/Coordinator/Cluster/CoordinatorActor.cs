@@ -34,7 +34,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         public TimeSpan WorkerWaitOrDefault => WorkerWait ?? TimeSpan.FromSeconds(60);
     }
 
-    readonly record struct Member(IActorRef Ref, string Name, bool Ships);
+    /// DataEndpoint: "host:port" of the worker's gradient data plane, or "" when it has none.
+    readonly record struct Member(IActorRef Ref, string Name, bool Ships, string DataEndpoint = "");
 
     /// What the current generation is doing: what a lost worker interrupts and what is redone.
     enum Phase { Waiting, Step, Evaluation, State }
@@ -187,7 +188,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         if (known) return;   // a repeated registration
         bool ships = r.DatasetSha256 != _s.Data.Sha256;
-        var member = new Member(Sender, r.Name, ships);
+        string dataEndpoint = r.DataPort is > 0 and <= 65535 && Sender.Path.Address.Host is string dataHost ? $"{dataHost}:{r.DataPort}" : "";
+        var member = new Member(Sender, r.Name, ships, dataEndpoint);
         Sender.Tell(new WorkerAccepted(_job, ships));
         Context.Watch(Sender);
         string how = ships ? "samples shipped" : "reads its own copy of the data";
@@ -319,7 +321,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _generation++;
         var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
-        for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r, _step));
+        var endpoints = _workers.Select(w => w.DataEndpoint).ToArray();
+        for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r, _step, endpoints));
         _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
         _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce} all-reduce, from step {_step + 1}");
     }

@@ -3,18 +3,24 @@ using DistTrain.Protocol;
 namespace DistTrain.Worker.Collectives;
 
 /// Ring all-reduce over `size` ranks: N-1 rounds of reduce-scatter (each rank adds the segment
-/// its predecessor sends and passes its own on), then N-1 rounds of all-gather (the completed
-/// segments travel once around the ring). Each rank sends 2(N-1)/N of the vector in total.
-/// Segments are cut into parts no larger than the protocol's payload limit.
+/// its predecessor sends and passes it on), then N-1 rounds of all-gather (the completed segments
+/// travel once around the ring). Each rank sends 2(N-1)/N of the vector in total.
+///
+/// Pipelined by parts: every segment is cut into the same number of parts (each within the
+/// protocol's payload limit), and part p of a segment is passed on as soon as part p has arrived
+/// and been added, without waiting for the rest of the segment. The segment a rank sends in round
+/// r + 1 is the one it received in round r, so each part travels the ring on its own and the
+/// rounds overlap. Each (segment, part) is one causal chain of messages around the ring: a rank
+/// sees its all-gather copy only after the chain has passed it once with the reduce-scatter
+/// addition, so the result is exact whatever order the transport delivers different chunks in.
 public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> sendToNext) : IAllReduce
 {
     long[] _sums = [];
     int _generation;
     long _step;
-    int _round;
-    bool[] _received = [];
-    int _receivedCount;
-    readonly Queue<GradientChunk> _early = new();
+    int _parts;
+    bool[] _applied = [];   // [round * _parts + part]
+    int _appliedCount;
 
     int Rounds => 2 * (size - 1);
 
@@ -23,10 +29,12 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
         _sums = sums;
         _generation = generation;
         _step = step;
-        _round = 0;
-        _early.Clear();
         if (size == 1) return true;
-        BeginRound();
+        int longest = (int)((sums.LongLength + size - 1) / size);
+        _parts = Payload.Parts(longest, 8);
+        _applied = new bool[Rounds * _parts];
+        _appliedCount = 0;
+        for (int p = 0; p < _parts; p++) Send(0, p);
         return false;
     }
 
@@ -34,56 +42,41 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
     {
         if (chunk.Generation != _generation || chunk.Step != _step)
             throw new InvalidChunkException($"chunk of generation {chunk.Generation} step {chunk.Step}, reducing generation {_generation} step {_step}");
-        if (_round >= Rounds) throw new InvalidChunkException($"chunk for round {chunk.Round} after the all-reduce completed");
-        if (chunk.Round > _round) { _early.Enqueue(chunk); return false; }
+        if ((uint)chunk.Round >= (uint)Rounds) throw new InvalidChunkException($"chunk for round {chunk.Round} of a ring with {Rounds} rounds");
+        if (chunk.Segment != ReceiveSegment(chunk.Round))
+            throw new InvalidChunkException($"chunk of segment {chunk.Segment} in round {chunk.Round}, expecting segment {ReceiveSegment(chunk.Round)}");
+        if (chunk.Parts != _parts || (uint)chunk.Part >= (uint)_parts)
+            throw new InvalidChunkException($"chunk part {chunk.Part} of {chunk.Parts}, expecting parts of {_parts}");
+        var (start, length) = Segment(chunk.Segment);
+        var (_, n) = Payload.Part(start, length, chunk.Part, _parts);
+        if (chunk.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {chunk.Payload.Length} bytes, expecting {n * 8}");
+        if (_applied[chunk.Round * _parts + chunk.Part]) throw new InvalidChunkException($"duplicate chunk part {chunk.Part} of round {chunk.Round}");
         Apply(chunk);
-        while (_receivedCount == _received.Length)
-        {
-            _round++;
-            if (_round == Rounds) return true;
-            BeginRound();
-            int pending = _early.Count;
-            for (int i = 0; i < pending; i++)
-            {
-                var c = _early.Dequeue();
-                if (c.Round == _round) Apply(c); else _early.Enqueue(c);
-            }
-        }
-        return false;
+        return _appliedCount == _applied.Length;
     }
 
     int Mod(int x) => ((x % size) + size) % size;
-    bool Gathering => _round >= size - 1;
-    int SendSegment => Gathering ? Mod(rank + 1 - (_round - size + 1)) : Mod(rank - _round);
-    int ReceiveSegment => Gathering ? Mod(rank - (_round - size + 1)) : Mod(rank - _round - 1);
+    bool Gathering(int round) => round >= size - 1;
+    int SendSegment(int round) => Gathering(round) ? Mod(rank + 1 - (round - size + 1)) : Mod(rank - round);
+    int ReceiveSegment(int round) => Gathering(round) ? Mod(rank - (round - size + 1)) : Mod(rank - round - 1);
     (int Start, int Length) Segment(int k) => ((int)((long)_sums.Length * k / size), (int)((long)_sums.Length * (k + 1) / size) - (int)((long)_sums.Length * k / size));
 
-    void BeginRound()
+    void Send(int round, int part)
     {
-        var (start, length) = Segment(SendSegment);
-        int parts = Payload.Parts(length, 8);
-        for (int p = 0; p < parts; p++)
-        {
-            var (s, n) = Payload.Part(start, length, p, parts);
-            sendToNext(new GradientChunk(_generation, _step, _round, SendSegment, p, parts, Payload.FromLongs(_sums.AsSpan(s, n))));
-        }
-        var (_, receiveLength) = Segment(ReceiveSegment);
-        _received = new bool[Payload.Parts(receiveLength, 8)];
-        _receivedCount = 0;
+        int segment = SendSegment(round);
+        var (start, length) = Segment(segment);
+        var (s, n) = Payload.Part(start, length, part, _parts);
+        sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, Payload.FromLongs(_sums.AsSpan(s, n))));
     }
 
     void Apply(GradientChunk c)
     {
-        if (c.Round != _round) throw new InvalidChunkException($"chunk for round {c.Round}, expecting round {_round}");
-        if (c.Segment != ReceiveSegment) throw new InvalidChunkException($"chunk of segment {c.Segment} in round {c.Round}, expecting segment {ReceiveSegment}");
-        if (c.Parts != _received.Length || (uint)c.Part >= (uint)c.Parts)
-            throw new InvalidChunkException($"chunk part {c.Part} of {c.Parts}, expecting parts of {_received.Length}");
-        if (_received[c.Part]) throw new InvalidChunkException($"duplicate chunk part {c.Part} of round {c.Round}");
         var (start, length) = Segment(c.Segment);
-        var (s, n) = Payload.Part(start, length, c.Part, c.Parts);
-        if (c.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Payload, _sums.AsSpan(s, n), add: !Gathering);
-        _received[c.Part] = true;
-        _receivedCount++;
+        var (s, n) = Payload.Part(start, length, c.Part, _parts);
+        Payload.IntoLongs(c.Payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
+        _applied[c.Round * _parts + c.Part] = true;
+        _appliedCount++;
+        // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)).
+        if (c.Round + 1 < Rounds) Send(c.Round + 1, c.Part);
     }
 }

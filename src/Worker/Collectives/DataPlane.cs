@@ -1,0 +1,235 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using DistTrain.Protocol;
+
+namespace DistTrain.Worker.Collectives;
+
+/// The gradient data plane: ring neighbours send their <see cref="GradientChunk"/>s to each other
+/// over a plain TCP connection instead of Akka.Remote, which spends most of its CPU copying and
+/// wrapping each payload (see the README's Benchmarks). Akka keeps control, membership and
+/// failure detection; a chunk still goes through the worker actor, which validates it exactly as
+/// before (generation, step, round, segment, sender).
+///
+/// A connection serves one generation from one ring predecessor. It opens with a challenge: the
+/// listener sends 32 random bytes, the sender answers with its ring path and
+/// HMAC-SHA256(job token, nonce ‖ path), so a process without the token cannot feed chunks and the
+/// token never crosses the wire. Frames are a 32-byte header (generation, step, round, segment,
+/// part, parts, payload length) and the payload's little-endian int64 bytes.
+public sealed class DataPlane : IDisposable
+{
+    const uint Magic = 0x50445444;   // "DTDP"
+    const int Version = 1;
+    const int HeaderBytes = 32;
+    const int MaxPathBytes = 2048;
+    static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
+
+    readonly TcpListener _listener;
+    readonly byte[] _key;
+    readonly Action<string, GradientChunk> _deliver;
+    readonly Action<string> _log;
+    readonly CancellationTokenSource _stop = new();
+    readonly ConcurrentDictionary<Socket, byte> _open = new();
+
+    public int Port { get; }
+
+    /// Listens on host:port (0: any free port). `deliver(senderPath, chunk)` is called on a
+    /// connection's reader thread for every chunk, in the order it was sent.
+    public DataPlane(string host, int port, string jobToken, Action<string, GradientChunk> deliver, Action<string> log)
+    {
+        _key = SHA256.HashData(Encoding.UTF8.GetBytes("disttrain data plane\n" + jobToken));
+        _deliver = deliver;
+        _log = log;
+        var address = IPAddress.TryParse(host, out var ip) ? ip
+            : Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).First();
+        _listener = new TcpListener(address, port);
+        _listener.Start(backlog: 64);
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _ = Task.Run(AcceptLoop);
+    }
+
+    async Task AcceptLoop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try { socket = await _listener.AcceptSocketAsync(_stop.Token); }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException) { return; }
+            var reader = new Thread(() => Serve(socket)) { IsBackground = true, Name = "data-plane-in" };
+            reader.Start();
+        }
+    }
+
+    void Serve(Socket socket)
+    {
+        _open[socket] = 0;
+        string peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        try
+        {
+            socket.NoDelay = true;
+            socket.ReceiveBufferSize = 4 << 20;
+            using var stream = new NetworkStream(socket, ownsSocket: false);
+            string? from = Hello(socket, stream);
+            if (from is null) { _log($"data plane: refused a connection from {peer}: wrong job token or not a DistTrain peer"); return; }
+            var header = new byte[HeaderBytes];
+            while (true)
+            {
+                if (!ReadAll(stream, header)) return;   // the sender closed it (next generation, job end)
+                var h = header.AsSpan();
+                int length = BinaryPrimitives.ReadInt32LittleEndian(h[28..]);
+                if ((uint)length > ProtocolConfig.MaximumFrameBytes || length % 8 != 0)
+                {
+                    _log($"data plane: closed the connection from {from}: a frame of {length} bytes");
+                    return;
+                }
+                var payload = new byte[length];
+                if (!ReadAll(stream, payload)) return;
+                _deliver(from, new GradientChunk(
+                    BinaryPrimitives.ReadInt32LittleEndian(h), BinaryPrimitives.ReadInt64LittleEndian(h[4..]),
+                    BinaryPrimitives.ReadInt32LittleEndian(h[12..]), BinaryPrimitives.ReadInt32LittleEndian(h[16..]),
+                    BinaryPrimitives.ReadInt32LittleEndian(h[20..]), BinaryPrimitives.ReadInt32LittleEndian(h[24..]), payload));
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // peer gone: membership handles it
+        finally
+        {
+            _open.TryRemove(socket, out _);
+            socket.Dispose();
+        }
+    }
+
+    /// The challenge; the sender's ring path when it proves it holds the job token, else null.
+    string? Hello(Socket socket, NetworkStream stream)
+    {
+        socket.ReceiveTimeout = (int)HelloTimeout.TotalMilliseconds;
+        var nonce = RandomNumberGenerator.GetBytes(32);
+        var greeting = new byte[40];
+        BinaryPrimitives.WriteUInt32LittleEndian(greeting, Magic);
+        BinaryPrimitives.WriteInt32LittleEndian(greeting.AsSpan(4), Version);
+        nonce.CopyTo(greeting, 8);
+        stream.Write(greeting);
+
+        var head = new byte[12];
+        if (!ReadAll(stream, head)) return null;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(head) != Magic || BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(4)) != Version) return null;
+        int pathLength = BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(8));
+        if ((uint)pathLength > MaxPathBytes) return null;
+        var path = new byte[pathLength];
+        var mac = new byte[32];
+        if (!ReadAll(stream, path) || !ReadAll(stream, mac)) return null;
+        if (!CryptographicOperations.FixedTimeEquals(mac, Mac(nonce, path))) return null;
+        socket.ReceiveTimeout = 0;
+        return Encoding.UTF8.GetString(path);
+    }
+
+    byte[] Mac(byte[] nonce, byte[] path) => HMACSHA256.HashData(_key, nonce.Concat(path).ToArray());
+
+    static bool ReadAll(Stream stream, Span<byte> buffer)
+    {
+        try { stream.ReadExactly(buffer); return true; }
+        catch (EndOfStreamException) { return false; }
+    }
+
+    /// A connection to `endpoint` ("host:port") for one generation, sending as `selfPath` (this
+    /// worker's path as the ring names it). Sends never block the caller.
+    public Link Connect(string endpoint, string selfPath) => new(this, endpoint, selfPath);
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        foreach (var s in _open.Keys) s.Dispose();
+    }
+
+    /// The sending side of one connection: chunks are queued and written by a thread of their own,
+    /// so a slow or stopped successor never blocks the worker actor.
+    public sealed class Link : IDisposable
+    {
+        readonly BlockingCollection<GradientChunk> _queue = new();
+        readonly DataPlane _plane;
+        readonly string _endpoint, _selfPath;
+
+        internal Link(DataPlane plane, string endpoint, string selfPath)
+        {
+            _plane = plane;
+            _endpoint = endpoint;
+            _selfPath = selfPath;
+            new Thread(Run) { IsBackground = true, Name = "data-plane-out" }.Start();
+        }
+
+        public void Send(GradientChunk chunk)
+        {
+            try { _queue.Add(chunk); }
+            catch (InvalidOperationException) { }   // disposed: the generation is over
+        }
+
+        /// The successor's listener may be a moment late (a process starting); refused connections
+        /// are retried for 10 s.
+        Socket ConnectWithRetry()
+        {
+            int colon = _endpoint.LastIndexOf(':');
+            string host = _endpoint[..colon];
+            int port = int.Parse(_endpoint[(colon + 1)..]);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (true)
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = 4 << 20 };
+                try { socket.Connect(host, port); return socket; }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && DateTime.UtcNow < deadline && !_queue.IsAddingCompleted)
+                {
+                    socket.Dispose();
+                    Thread.Sleep(100);
+                }
+                catch { socket.Dispose(); throw; }
+            }
+        }
+
+        void Run()
+        {
+            try
+            {
+                using var stream = new NetworkStream(ConnectWithRetry(), ownsSocket: true);
+                var greeting = new byte[40];
+                stream.ReadExactly(greeting);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(greeting) != Magic) throw new IOException($"{_endpoint} is not a DistTrain data plane");
+                var path = Encoding.UTF8.GetBytes(_selfPath);
+                var hello = new byte[12 + path.Length + 32];
+                BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
+                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), Version);
+                BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(8), path.Length);
+                path.CopyTo(hello, 12);
+                _plane.Mac(greeting[8..40], path).CopyTo(hello, 12 + path.Length);
+                stream.Write(hello);
+                var header = new byte[HeaderBytes];
+                foreach (var c in _queue.GetConsumingEnumerable())
+                {
+                    var h = header.AsSpan();
+                    BinaryPrimitives.WriteInt32LittleEndian(h, c.Generation);
+                    BinaryPrimitives.WriteInt64LittleEndian(h[4..], c.Step);
+                    BinaryPrimitives.WriteInt32LittleEndian(h[12..], c.Round);
+                    BinaryPrimitives.WriteInt32LittleEndian(h[16..], c.Segment);
+                    BinaryPrimitives.WriteInt32LittleEndian(h[20..], c.Part);
+                    BinaryPrimitives.WriteInt32LittleEndian(h[24..], c.Parts);
+                    BinaryPrimitives.WriteInt32LittleEndian(h[28..], c.Payload.Length);
+                    stream.Write(header);
+                    stream.Write(c.Payload);
+                }
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or FormatException or ArgumentException)
+            {
+                // The successor is gone or unreachable: the membership layer notices and starts a new generation.
+                if (!_queue.IsAddingCompleted) _plane._log($"data plane: sending to {_endpoint} failed: {e.Message}");
+            }
+        }
+
+        public void Dispose()
+        {
+            _queue.CompleteAdding();
+            // Closing the socket while chunks are still queued would lose them only for a generation
+            // that is already over; the writer ends once the queue is drained.
+        }
+    }
+}

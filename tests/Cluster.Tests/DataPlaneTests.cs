@@ -1,0 +1,71 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using DistTrain.Protocol;
+using DistTrain.Worker.Collectives;
+
+namespace DistTrain.Cluster.Tests;
+
+/// The gradient data plane: what a peer with the job token sends arrives whole and in order;
+/// nobody else gets a chunk in.
+public sealed class DataPlaneTests : IDisposable
+{
+    readonly BlockingCollection<(string From, GradientChunk Chunk)> _received = new();
+    readonly ConcurrentQueue<string> _log = new();
+    readonly DataPlane _plane;
+
+    public DataPlaneTests() => _plane = new DataPlane("127.0.0.1", 0, "job-token", (from, c) => _received.Add((from, c)), _log.Enqueue);
+
+    public void Dispose() => _plane.Dispose();
+
+    static GradientChunk Chunk(int part, int longs) =>
+        new(7, 42, part % 3, part % 5, part, 100, Payload.FromLongs(Enumerable.Range(0, longs).Select(i => (long)i * part - (1L << 40)).ToArray()));
+
+    [Fact]
+    public void Chunks_from_a_peer_with_the_token_arrive_whole_and_in_order()
+    {
+        using var sender = new DataPlane("127.0.0.1", 0, "job-token", (_, _) => { }, _ => { });
+        using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "akka.tcp://disttrain@10.0.0.2:4054/user/worker#1");
+        var sent = Enumerable.Range(0, 20).Select(p => Chunk(p, p * 1000 + 1)).ToList();
+        foreach (var c in sent) link.Send(c);
+        foreach (var expected in sent)
+        {
+            Assert.True(_received.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not arrive");
+            Assert.Equal("akka.tcp://disttrain@10.0.0.2:4054/user/worker#1", got.From);
+            Assert.Equal((expected.Generation, expected.Step, expected.Round, expected.Segment, expected.Part, expected.Parts),
+                         (got.Chunk.Generation, got.Chunk.Step, got.Chunk.Round, got.Chunk.Segment, got.Chunk.Part, got.Chunk.Parts));
+            Assert.Equal(expected.Payload, got.Chunk.Payload);
+        }
+    }
+
+    [Fact]
+    public void A_sender_without_the_job_token_is_refused_and_nothing_it_sends_arrives()
+    {
+        using var stranger = new DataPlane("127.0.0.1", 0, "another-token", (_, _) => { }, _ => { });
+        using (var link = stranger.Connect($"127.0.0.1:{_plane.Port}", "akka.tcp://disttrain@127.0.0.1:1/user/worker"))
+            for (int p = 0; p < 5; p++) link.Send(Chunk(p, 10));
+        Assert.False(_received.TryTake(out _, TimeSpan.FromSeconds(2)));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_a_hello_are_refused()
+    {
+        using var client = new TcpClient("127.0.0.1", _plane.Port);
+        var stream = client.GetStream();
+        var greeting = new byte[40];
+        stream.ReadExactly(greeting);
+        stream.Write(new byte[4096]);   // no magic, no MAC
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+        Assert.Empty(_received);
+    }
+
+    [Fact]
+    public void A_frame_above_the_limit_closes_the_connection_undelivered()
+    {
+        using var sender = new DataPlane("127.0.0.1", 0, "job-token", (_, _) => { }, _ => { });
+        using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
+        link.Send(new GradientChunk(1, 1, 0, 0, 0, 1, new byte[ProtocolConfig.MaximumFrameBytes + 8]));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), TimeSpan.FromSeconds(10)), string.Join("\n", _log));
+        Assert.Empty(_received);
+    }
+}
