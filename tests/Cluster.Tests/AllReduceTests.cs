@@ -25,28 +25,36 @@ public class AllReduceTests
         return d;
     }
 
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void Ring_gives_every_rank_the_exact_sum(int n, int length)
+    /// Runs a ring of n ranks to completion. Each rank's incoming chunks wait in a list; the next
+    /// delivery picks a random rank and, with `anyOrder`, a random one of its waiting chunks
+    /// (otherwise the oldest, as Akka and the data plane deliver them).
+    static void RingIsExact(int n, int length, ulong seed, bool anyOrder)
     {
-        var inputs = Inputs(n, length, (ulong)(n * 7919 + length));
+        var inputs = Inputs(n, length, seed);
         var expected = PlainSum(inputs);
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
-        var queues = Enumerable.Range(0, n).Select(_ => new Queue<GradientChunk>()).ToArray();   // queue r: from r-1 to r
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => queues[(r + 1) % n].Enqueue(c))).ToArray();
+        var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();   // list r: from r-1 to r
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c))).ToArray();
         var done = new bool[n];
         for (int r = 0; r < n; r++) done[r] = rings[r].Start(3, 11, sums[r]);
-        var rng = new DistTrain.Cnn.DeterministicRandom(5);
-        while (queues.Any(q => q.Count > 0))
+        var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
+        while (waiting.Any(q => q.Count > 0))
         {
-            var candidates = Enumerable.Range(0, n).Where(r => queues[r].Count > 0).ToArray();
+            var candidates = Enumerable.Range(0, n).Where(r => waiting[r].Count > 0).ToArray();
             int r = candidates[rng.NextInt(candidates.Length)];
+            int pick = anyOrder ? rng.NextInt(waiting[r].Count) : 0;
+            var chunk = waiting[r][pick];
+            waiting[r].RemoveAt(pick);
             Assert.False(done[r], $"rank {r} got a chunk after completing");
-            done[r] = rings[r].Handle(queues[r].Dequeue());
+            done[r] = rings[r].Handle(chunk);
         }
         Assert.All(done, Assert.True);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
     }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Ring_gives_every_rank_the_exact_sum(int n, int length) => RingIsExact(n, length, (ulong)(n * 7919 + length), anyOrder: false);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -71,34 +79,14 @@ public class AllReduceTests
         }
     }
 
+    /// Akka and the data plane keep each sender's order, but the ring must not depend on it: each
+    /// (segment, part) is its own causal chain around the ring, so any interleaving is exact.
     [Theory]
     [InlineData(2, 131_072 * 2 + 5)]
     [InlineData(3, 131_072 * 3 + 7)]
     [InlineData(4, 131_072 * 4 + 1)]
-    public void Ring_is_exact_when_chunks_between_two_ranks_arrive_out_of_order(int n, int length)
-    {
-        // Akka and the data plane keep each sender's order, but the ring must not depend on it: each
-        // (segment, part) is its own causal chain around the ring, so any interleaving is exact.
-        var inputs = Inputs(n, length, (ulong)(n * 31 + length));
-        var expected = PlainSum(inputs);
-        var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
-        var pending = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => pending[(r + 1) % n].Add(c))).ToArray();
-        var done = new bool[n];
-        for (int r = 0; r < n; r++) done[r] = rings[r].Start(1, 2, sums[r]);
-        var rng = new DistTrain.Cnn.DeterministicRandom(11);
-        while (pending.Any(q => q.Count > 0))
-        {
-            var candidates = Enumerable.Range(0, n).Where(r => pending[r].Count > 0).ToArray();
-            int r = candidates[rng.NextInt(candidates.Length)];
-            int pick = rng.NextInt(pending[r].Count);   // any queued chunk, not the oldest
-            var chunk = pending[r][pick];
-            pending[r].RemoveAt(pick);
-            done[r] = rings[r].Handle(chunk);
-        }
-        Assert.All(done, Assert.True);
-        for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
-    }
+    public void Ring_is_exact_when_chunks_between_two_ranks_arrive_out_of_order(int n, int length) =>
+        RingIsExact(n, length, (ulong)(n * 31 + length), anyOrder: true);
 
     [Fact]
     public void A_part_is_passed_on_as_soon_as_it_has_been_added()
