@@ -118,7 +118,7 @@ ip netns exec "$coord" dotnet "$dll" train "${job[@]}" --workers 0 --remote-work
 coordinator=$!
 pids+=("$coordinator")
 for i in 1 2; do
-  ip netns exec "${hosts[$i]}" dotnet "$dll" worker --coordinator "${ips[0]}:4053" --host "${ips[$i]}" --port 4054 \
+  ip netns exec "${hosts[$i]}" dotnet "$dll" worker --coordinator "${ips[0]}:4053" --host "${ips[$i]}" --port 4054 --data-port 4055 \
     --data "$data" --threads 1 --token-file "$token" --name "host-$i" --join-timeout 120 >"$out/worker-$i.log" 2>&1 &
   pids+=("$!")
 done

@@ -22,9 +22,19 @@ public static class WorkerHost
         // cheaper per byte than Akka.Remote here). Under TLS they stay on Akka.Remote's encrypted
         // connections: the data plane has no encryption of its own yet.
         IActorRef worker = ActorRefs.Nobody;
-        using var plane = tls is null
-            ? new Collectives.DataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
-            : null;
+        Collectives.DataPlane? plane;
+        try
+        {
+            plane = tls is null
+                ? new Collectives.DataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
+                : null;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            log.WriteLine($"worker {name}: cannot listen for gradients on {host}:{dataPort} (--data-port): {e.Message}");
+            return 2;
+        }
+        using var _ = plane;
         var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout, plane);
         worker = system.ActorOf(WorkerActor.Props(settings, e => stopped.TrySetResult(e)), "worker");
         log.WriteLine($"worker {name} joining {coordinatorHost}:{coordinatorPort}" + (data is null ? " (no local data)" : $" with {data.Name} ({data.Sha256[..12]})") +

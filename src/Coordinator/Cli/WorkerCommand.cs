@@ -11,7 +11,8 @@ public static class WorkerCommand
 {
     static readonly Option<string?> CoordinatorOption = Opt.Text("--coordinator HOST:PORT", "the coordinator to join (required)");
     static readonly Option<string> HostOption = Opt.Text("--host H", "address to bind and advertise; the coordinator and the other workers must reach it", "127.0.0.1")!;
-    static readonly Option<int> PortOption = Opt.Int("--port P", "port to bind (0: any free port)", 0, min: 0, max: 65535);
+    static readonly Option<int> PortOption = Opt.Int("--port P", "Akka.Remote port to bind (0: any free port)", 0, min: 0, max: 65535);
+    static readonly Option<int> DataPortOption = Opt.Int("--data-port P", "gradient data-plane port, TCP from the ring predecessor (0: any free port; unused with TLS)", 0, min: 0, max: 65535);
     static readonly Option<int?> ThreadsOption = Opt.OptionalInt("--threads T", "compute threads [default: all cores]", min: 1, max: 1024);
     static readonly Option<string?> DataOption = Opt.Text("--data DIR", "a local copy of the dataset; without it (or if it differs) the coordinator ships the samples");
     static readonly Option<string?> NameOption = Opt.Text("--name NAME", "how the coordinator names this worker [default: host name and process id]");
@@ -24,7 +25,7 @@ public static class WorkerCommand
     {
         var command = new Command("worker", "join a running coordinator as a worker and train until the job ends")
         {
-            CoordinatorOption, HostOption, PortOption, ThreadsOption, DataOption, NameOption, TokenFileOption, TlsCertOption, TlsCaOption, JoinTimeoutOption,
+            CoordinatorOption, HostOption, PortOption, DataPortOption, ThreadsOption, DataOption, NameOption, TokenFileOption, TlsCertOption, TlsCaOption, JoinTimeoutOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
@@ -46,6 +47,8 @@ public static class WorkerCommand
             ?? throw new UsageException($"no job token: set {WorkerHost.TokenVariable} or pass --token-file FILE");
         var tls = TlsFiles.From(a.GetValue(TlsCertOption), a.GetValue(TlsCaOption))?.Load();
         var joinTimeout = TimeSpan.FromSeconds(a.GetValue(JoinTimeoutOption));
-        return WorkerHost.RunAsync(target[..colon], coordinatorPort, host, port, data, token, threads, name, output, tls, joinTimeout).GetAwaiter().GetResult();
+        int dataPort = a.GetValue(DataPortOption);
+        if (dataPort != 0 && dataPort == port) throw new UsageException($"--data-port {dataPort}: the same as --port; give the data plane a port of its own");
+        return WorkerHost.RunAsync(target[..colon], coordinatorPort, host, port, data, token, threads, name, output, tls, joinTimeout, dataPort).GetAwaiter().GetResult();
     }
 }
