@@ -255,17 +255,16 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             _chunkSender = provider.ResolveActorRef(g.Ring[(g.Rank + n - 1) % n]);
             _predecessorPath = g.Ring[(g.Rank + n - 1) % n];
             string nextEndpoint = g.DataEndpoints is { } endpoints && endpoints.Length == n ? endpoints[(g.Rank + 1) % n] : "";
+            var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % n]);
+            var self = Self;
             if (_settings.Plane is { } plane && n > 1 && nextEndpoint.Length > 0)
             {
-                // Chunks go to the successor over the data plane, sent as this worker's ring path.
-                var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank]);
+                // Chunks go to the successor over the data plane, sent as this worker's ring path;
+                // over Akka.Remote when its data plane cannot be reached.
+                var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank], fallback: c => next.Tell(c, self));
                 _allReduce = new RingAllReduce(g.Rank, n, link.Send);
             }
-            else
-            {
-                var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % n]);
-                _allReduce = new RingAllReduce(g.Rank, n, c => next.Tell(c, Self));
-            }
+            else _allReduce = new RingAllReduce(g.Rank, n, c => next.Tell(c, self));
         }
     }
 

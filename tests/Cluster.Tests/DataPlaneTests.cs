@@ -60,6 +60,26 @@ public sealed class DataPlaneTests : IDisposable
     }
 
     [Fact]
+    public void When_the_successors_data_plane_cannot_be_reached_the_chunks_go_to_the_fallback()
+    {
+        // A port nobody listens on: the connection is refused until the link's patience runs out.
+        var closed = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        closed.Start();
+        int port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+        var fallback = new BlockingCollection<GradientChunk>();
+        using var link = _plane.Connect($"127.0.0.1:{port}", "peer", fallback.Add, TimeSpan.FromSeconds(1));
+        var sent = Enumerable.Range(0, 5).Select(p => Chunk(p, 100)).ToList();
+        foreach (var c in sent) link.Send(c);
+        foreach (var expected in sent)
+        {
+            Assert.True(fallback.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not reach the fallback");
+            Assert.Same(expected, got);
+        }
+        Assert.Contains(_log, l => l.Contains("sending gradients over Akka.Remote instead"));
+    }
+
+    [Fact]
     public void A_frame_above_the_limit_closes_the_connection_undelivered()
     {
         using var sender = new DataPlane("127.0.0.1", 0, "job-token", (_, _) => { }, _ => { });

@@ -134,8 +134,12 @@ public sealed class DataPlane : IDisposable
     }
 
     /// A connection to `endpoint` ("host:port") for one generation, sending as `selfPath` (this
-    /// worker's path as the ring names it). Sends never block the caller.
-    public Link Connect(string endpoint, string selfPath) => new(this, endpoint, selfPath);
+    /// worker's path as the ring names it). Sends never block the caller. When the successor's
+    /// data plane cannot be reached (a firewall in front of its --data-port, say) within
+    /// `patience`, the chunks go to `fallback` instead (over Akka.Remote), so the ring does not
+    /// wait for chunks that will never come.
+    public Link Connect(string endpoint, string selfPath, Action<GradientChunk>? fallback = null, TimeSpan? patience = null) =>
+        new(this, endpoint, selfPath, fallback, patience ?? TimeSpan.FromSeconds(10));
 
     public void Dispose()
     {
@@ -151,12 +155,16 @@ public sealed class DataPlane : IDisposable
         readonly BlockingCollection<GradientChunk> _queue = new();
         readonly DataPlane _plane;
         readonly string _endpoint, _selfPath;
+        readonly Action<GradientChunk>? _fallback;
+        readonly TimeSpan _patience;
 
-        internal Link(DataPlane plane, string endpoint, string selfPath)
+        internal Link(DataPlane plane, string endpoint, string selfPath, Action<GradientChunk>? fallback, TimeSpan patience)
         {
             _plane = plane;
             _endpoint = endpoint;
             _selfPath = selfPath;
+            _fallback = fallback;
+            _patience = patience;
             new Thread(Run) { IsBackground = true, Name = "data-plane-out" }.Start();
         }
 
@@ -166,23 +174,31 @@ public sealed class DataPlane : IDisposable
             catch (InvalidOperationException) { }   // disposed: the generation is over
         }
 
-        /// The successor's listener may be a moment late (a process starting); refused connections
-        /// are retried for 10 s.
+        /// The successor's listener may be a moment late (a process starting): refused connections
+        /// are retried, and an unanswered one abandoned, within the link's patience.
         Socket ConnectWithRetry()
         {
             int colon = _endpoint.LastIndexOf(':');
             string host = _endpoint[..colon];
             int port = int.Parse(_endpoint[(colon + 1)..]);
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            var deadline = DateTime.UtcNow + _patience;
             while (true)
             {
                 var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendBufferSize = 4 << 20 };
-                try { socket.Connect(host, port); return socket; }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && DateTime.UtcNow < deadline && !_queue.IsAddingCompleted)
+                try
+                {
+                    var left = deadline - DateTime.UtcNow;
+                    if (left <= TimeSpan.Zero || !socket.ConnectAsync(host, port).Wait(left))
+                        throw new TimeoutException($"no answer within {_patience.TotalSeconds:F0}s");
+                    return socket;
+                }
+                catch (AggregateException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused }
+                                                   && DateTime.UtcNow < deadline && !_queue.IsAddingCompleted)
                 {
                     socket.Dispose();
                     Thread.Sleep(100);
                 }
+                catch (AggregateException e) when (e.InnerException is SocketException inner) { socket.Dispose(); throw inner; }
                 catch { socket.Dispose(); throw; }
             }
         }
@@ -191,9 +207,23 @@ public sealed class DataPlane : IDisposable
         {
             try
             {
-                using var stream = new NetworkStream(ConnectWithRetry(), ownsSocket: true);
-                var greeting = new byte[40];
-                stream.ReadExactly(greeting);
+                NetworkStream stream;
+                byte[] greeting = new byte[40];
+                try
+                {
+                    stream = new NetworkStream(ConnectWithRetry(), ownsSocket: true);
+                    stream.Socket.ReceiveTimeout = (int)HelloTimeout.TotalMilliseconds;
+                    stream.ReadExactly(greeting);
+                    stream.Socket.ReceiveTimeout = 0;
+                }
+                catch (Exception e) when (_fallback is not null && e is IOException or SocketException or TimeoutException)
+                {
+                    // Nothing was sent yet: everything this generation sends goes over Akka.Remote instead.
+                    _plane._log($"data plane: cannot reach {_endpoint} ({e.Message}); sending gradients over Akka.Remote instead");
+                    foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c);
+                    return;
+                }
+                using var _ = stream;
                 if (BinaryPrimitives.ReadUInt32LittleEndian(greeting) != Magic) throw new IOException($"{_endpoint} is not a DistTrain data plane");
                 var path = Encoding.UTF8.GetBytes(_selfPath);
                 var hello = new byte[12 + path.Length + 32];
@@ -218,7 +248,7 @@ public sealed class DataPlane : IDisposable
                     stream.Write(c.Payload);
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or FormatException or ArgumentException)
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or FormatException or ArgumentException or TimeoutException)
             {
                 // The successor is gone or unreachable: the membership layer notices and starts a new generation.
                 if (!_queue.IsAddingCompleted) _plane._log($"data plane: sending to {_endpoint} failed: {e.Message}");
