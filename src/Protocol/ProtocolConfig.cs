@@ -70,6 +70,10 @@ public static class ProtocolConfig
                   active-strategy = keep-oldest
                   stable-after = 3s
                   keep-oldest.down-if-alone = off
+                  # With the default (on), reachability that flapped under load (kill -9 and replacement
+                  # workers starting on 2 busy cores, deploy/chaos.sh) made SBR down every node,
+                  # the coordinator included. Keep-oldest alone never downs the coordinator's side.
+                  down-all-when-unstable = off
                 }
               }
               coordinated-shutdown.exit-clr = off
