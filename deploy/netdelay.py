@@ -46,9 +46,10 @@ def main() -> int:
         now = time.monotonic()
         while held and held[0][0] <= now:
             try:
-                os.write(fd, held.popleft()[1])
+                os.write(fd, held[0][1])
             except BlockingIOError:
-                break
+                break  # the kernel's queue is full: retry this packet on the next pass
+            held.popleft()
 
 
 if __name__ == "__main__":

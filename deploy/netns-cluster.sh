@@ -57,6 +57,7 @@ cleanup() {
   local code=$?
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for ns in "${hosts[@]}" "$router"; do ip netns del "$ns" 2>/dev/null || true; done
+  for i in 0 1 2; do ip link del "$id-v$i" 2>/dev/null || true; done   # a pair that never got moved
   if ip netns list | grep -q "^$id-"; then echo "netns-cluster.sh: namespaces left behind: $(ip netns list | grep "^$id-" | tr '\n' ' ')" >&2; code=1; fi
   if [[ $keep == 1 || $code != 0 ]]; then echo "logs and reports kept in $out"; else rm -rf "$out"; fi
   exit $code

@@ -39,7 +39,7 @@ public sealed class ConciseLogger : ReceiveActor, IRequiresMessageQueue<ILoggerM
 
     static bool IsConnectionClosing(string message, Exception? cause) =>
         cause?.GetType().Name is "EndpointDisassociatedException" or "ShutDownAssociation"
-        || message.Contains("address is now gated", StringComparison.Ordinal)
+        || (message.Contains("address is now gated", StringComparison.OrdinalIgnoreCase) && message.Contains("Disassociated", StringComparison.Ordinal))
         || message.StartsWith("Disassociated", StringComparison.Ordinal);
 
     static string FirstLine(string s)

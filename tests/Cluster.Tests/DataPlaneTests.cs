@@ -80,6 +80,44 @@ public sealed class DataPlaneTests : IDisposable
     }
 
     [Fact]
+    public void When_the_connection_breaks_mid_step_the_steps_chunks_are_sent_again_over_the_fallback()
+    {
+        var receiver = new DataPlane("127.0.0.1", 0, "job-token", (from, c) => _received.Add((from, c)), _ => { });
+        var fallback = new BlockingCollection<GradientChunk>();
+        using var link = _plane.Connect($"127.0.0.1:{receiver.Port}", "peer", fallback.Add);
+        var early = Enumerable.Range(0, 3).Select(p => Chunk(p, 100)).ToList();   // all of step 42
+        foreach (var c in early) link.Send(c);
+        for (int i = 0; i < 3; i++) Assert.True(_received.TryTake(out _, TimeSpan.FromSeconds(10)));
+        receiver.Dispose();   // the successor's end goes away mid-step
+        var later = new List<GradientChunk>();
+        for (int p = 3; p < 200 && fallback.Count == 0; p++)
+        {
+            var c = Chunk(p, 100_000);
+            later.Add(c);
+            link.Send(c);
+            Thread.Sleep(20);
+        }
+        var resent = new List<GradientChunk>();
+        while (fallback.TryTake(out var c, TimeSpan.FromSeconds(2))) resent.Add(c);
+        // Everything written of this step goes again, then everything not yet written, in order.
+        Assert.Equal(early, resent.Take(3));
+        Assert.Equal(later[^1], resent[^1]);
+        Assert.Equal(resent.Count, resent.Distinct().Count());
+        Assert.Contains(_log, l => l.Contains("broke"));
+    }
+
+    [Fact]
+    public void A_disposed_link_sends_nothing_more_anywhere()
+    {
+        var fallback = new BlockingCollection<GradientChunk>();
+        var link = _plane.Connect("127.0.0.1:1", "peer", fallback.Add, TimeSpan.FromSeconds(3));
+        link.Send(Chunk(0, 10));
+        link.Dispose();   // a new generation: this one's chunks no longer matter
+        link.Send(Chunk(1, 10));
+        Assert.False(fallback.TryTake(out _, TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
     public void A_frame_above_the_limit_closes_the_connection_undelivered()
     {
         using var sender = new DataPlane("127.0.0.1", 0, "job-token", (_, _) => { }, _ => { });

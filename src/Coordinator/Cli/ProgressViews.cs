@@ -89,7 +89,9 @@ public sealed class LiveProgress : IProgressView
                 ready.SetResult();
                 await _finished.Task;
             });
-        ready.Task.Wait();
+        // Spectre refuses to start a second live display in the process; that surfaces here, not as a hang.
+        Task.WaitAny(ready.Task, _render);
+        if (_render.IsFaulted) _render.GetAwaiter().GetResult();
     }
 
     public void Log(string line) => AnsiConsole.MarkupLine(Markup.Escape(line));

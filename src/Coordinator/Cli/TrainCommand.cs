@@ -47,7 +47,7 @@ public static class TrainCommand
     static readonly Option<bool> ResumeOption = Opt.Flag("--resume", "continue from the newest valid checkpoint in --checkpoint-dir");
     static readonly Option<string?> MetricsOption = Opt.Text("--metrics FILE.jsonl", "per-step and per-epoch metrics as JSON lines; loss and accuracy plots (PNG) are drawn from them at the end");
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
-    static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training", min: 1, max: 65535);
+    static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training (read-only, no authentication)", min: 1, max: 65535);
     static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
 
     public static Command Create(TextWriter output)

@@ -26,6 +26,10 @@ public sealed class DataPlane : IDisposable
     const int HeaderBytes = 32;
     const int MaxPathBytes = 2048;
     static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
+    static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(30);
+    /// Connections that have not proved the token yet, at most: each holds a thread for up to HelloTimeout.
+    const int MaxUnproven = 32;
+    int _unproven;
 
     readonly TcpListener _listener;
     readonly byte[] _key;
@@ -67,12 +71,21 @@ public sealed class DataPlane : IDisposable
     {
         _open[socket] = 0;
         string peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        bool counted = false;
         try
         {
+            if (Interlocked.Increment(ref _unproven) > MaxUnproven) return;   // too many strangers at once
+            counted = true;
             socket.NoDelay = true;
             socket.ReceiveBufferSize = 4 << 20;
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
             using var stream = new NetworkStream(socket, ownsSocket: false);
-            string? from = Hello(socket, stream);
+            string? from;
+            // The whole hello within HelloTimeout, not each read: a trickling stranger is cut off.
+            using (new Timer(_ => socket.Dispose(), null, HelloTimeout, Timeout.InfiniteTimeSpan))
+                from = Hello(socket, stream);
+            Interlocked.Decrement(ref _unproven);
+            counted = false;
             if (from is null) { _log($"data plane: refused a connection from {peer}: wrong job token or not a DistTrain peer"); return; }
             var header = new byte[HeaderBytes];
             while (true)
@@ -96,6 +109,7 @@ public sealed class DataPlane : IDisposable
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // peer gone: membership handles it
         finally
         {
+            if (counted) Interlocked.Decrement(ref _unproven);
             _open.TryRemove(socket, out _);
             socket.Dispose();
         }
@@ -157,6 +171,9 @@ public sealed class DataPlane : IDisposable
         readonly string _endpoint, _selfPath;
         readonly Action<GradientChunk>? _fallback;
         readonly TimeSpan _patience;
+        readonly List<GradientChunk> _recent = [];
+        volatile NetworkStream? _stream;
+        volatile bool _disposed;
 
         internal Link(DataPlane plane, string endpoint, string selfPath, Action<GradientChunk>? fallback, TimeSpan patience)
         {
@@ -205,26 +222,31 @@ public sealed class DataPlane : IDisposable
 
         void Run()
         {
+            NetworkStream? stream = null;
             try
             {
-                NetworkStream stream;
                 byte[] greeting = new byte[40];
                 try
                 {
                     stream = new NetworkStream(ConnectWithRetry(), ownsSocket: true);
+                    _stream = stream;
                     stream.Socket.ReceiveTimeout = (int)HelloTimeout.TotalMilliseconds;
                     stream.ReadExactly(greeting);
                     stream.Socket.ReceiveTimeout = 0;
+                    if (BinaryPrimitives.ReadUInt32LittleEndian(greeting) != Magic || BinaryPrimitives.ReadInt32LittleEndian(greeting.AsSpan(4)) != Version)
+                        throw new IOException($"{_endpoint} is not a DistTrain data plane of version {Version}");
                 }
-                catch (Exception e) when (_fallback is not null && e is IOException or SocketException or TimeoutException)
+                catch (Exception e) when (e is IOException or SocketException or TimeoutException or FormatException or ArgumentException)
                 {
                     // Nothing was sent yet: everything this generation sends goes over Akka.Remote instead.
+                    if (_disposed) return;
                     _plane._log($"data plane: cannot reach {_endpoint} ({e.Message}); sending gradients over Akka.Remote instead");
-                    foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c);
+                    Fallback([]);
                     return;
                 }
-                using var _ = stream;
-                if (BinaryPrimitives.ReadUInt32LittleEndian(greeting) != Magic) throw new IOException($"{_endpoint} is not a DistTrain data plane");
+                // A successor that stops reading (gone without a reset) fails the write instead of blocking it for ever.
+                stream.Socket.SendTimeout = (int)WriteTimeout.TotalMilliseconds;
+                stream.Socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
                 var path = Encoding.UTF8.GetBytes(_selfPath);
                 var hello = new byte[12 + path.Length + 32];
                 BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
@@ -236,6 +258,7 @@ public sealed class DataPlane : IDisposable
                 var header = new byte[HeaderBytes];
                 foreach (var c in _queue.GetConsumingEnumerable())
                 {
+                    Remember(c);
                     var h = header.AsSpan();
                     BinaryPrimitives.WriteInt32LittleEndian(h, c.Generation);
                     BinaryPrimitives.WriteInt64LittleEndian(h[4..], c.Step);
@@ -248,18 +271,44 @@ public sealed class DataPlane : IDisposable
                     stream.Write(c.Payload);
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or FormatException or ArgumentException or TimeoutException)
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
             {
-                // The successor is gone or unreachable: the membership layer notices and starts a new generation.
-                if (!_queue.IsAddingCompleted) _plane._log($"data plane: sending to {_endpoint} failed: {e.Message}");
+                if (_disposed) return;   // the generation is over: its chunks no longer matter
+                // The connection broke while the successor may still be alive (a reset, an idle
+                // timeout on the path, a refused hello): what it may not have received of the last
+                // two steps is sent again over Akka.Remote, with everything still queued. A chunk it
+                // did receive is rejected there as a duplicate, so nothing is summed twice.
+                _plane._log($"data plane: the connection to {_endpoint} broke ({e.Message}); resending this step's gradients over Akka.Remote");
+                Fallback(_recent);
             }
+            finally { stream?.Dispose(); }
         }
 
+        /// The chunks of the two newest steps this link has written: the successor may still need
+        /// the older one (its all-gather can finish after this rank has moved on).
+        void Remember(GradientChunk c)
+        {
+            if (_recent.Count > 0 && _recent[^1].Step != c.Step) _recent.RemoveAll(old => old.Step < c.Step - 1);
+            _recent.Add(c);
+        }
+
+        void Fallback(List<GradientChunk> resend)
+        {
+            if (_fallback is null) return;
+            foreach (var c in resend) _fallback(c);
+            foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c);
+        }
+
+        /// Ends the link with its generation: queued chunks are dropped and the connection closed
+        /// (a write blocked on a successor that is gone is cut off), since a new generation redoes
+        /// the step without them.
         public void Dispose()
         {
+            _disposed = true;
             _queue.CompleteAdding();
-            // Closing the socket while chunks are still queued would lose them only for a generation
-            // that is already over; the writer ends once the queue is drained.
+            while (_queue.TryTake(out _)) { }
+            try { _stream?.Socket.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            _stream?.Dispose();
         }
     }
 }

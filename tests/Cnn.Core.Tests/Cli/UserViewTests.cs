@@ -150,8 +150,11 @@ public sealed class UserViewTests : IDisposable
         catch (InvalidOperationException e) { cause = e; }
         var error = new Error(cause, "akka://disttrain/system/x", typeof(UserViewTests), "Something broke\nsecond line");
         Assert.Equal("akka error: Something broke (InvalidOperationException: first line)", ConciseLogger.Format(error));
-        var gated = new Warning("src", typeof(UserViewTests), "Association with remote system akka.tcp://x has failed; address is now gated for 5000 ms.");
+        var gated = new Warning("src", typeof(UserViewTests), "Association with remote system akka.tcp://x has failed; address is now gated for 5000 ms. Reason: [Akka.Remote.EndpointDisassociatedException: Disassociated]");
         Assert.Null(ConciseLogger.Format(gated));
+        // A connection that failed for another reason (a TLS handshake, a refusal) is worth a line.
+        var refused = new Warning("src", typeof(UserViewTests), "Tried to associate with unreachable remote address [akka.tcp://x]. Address is now gated for 5000 ms. Reason: [Connection refused]");
+        Assert.Equal("akka warning: Tried to associate with unreachable remote address [akka.tcp://x]. Address is now gated for 5000 ms. Reason: [Connection refused]", ConciseLogger.Format(refused));
 
         // Akka retries an unreachable peer every 5 s: the same warning is written once a minute.
         var repeats = new RepeatFilter(TimeSpan.FromMinutes(1));
