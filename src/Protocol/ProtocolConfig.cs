@@ -101,6 +101,12 @@ public static class ProtocolConfig
             }
             """).WithFallback(ConfigurationFactory.ParseString(Serialization));
 
+    /// The address to listen on for a --host given as an IP or a name (its IPv4 address first), as
+    /// Akka.Remote binds it; shared by the data plane and the status endpoint.
+    public static System.Net.IPAddress BindAddress(string host) =>
+        System.Net.IPAddress.TryParse(host, out var ip) ? ip
+            : System.Net.Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).First();
+
     /// Leaves the cluster and stops remoting, giving up after `limit`: a transport whose connection
     /// attempts failed (for example a refused TLS handshake) may never report that it has shut down.
     /// False when the limit was reached.

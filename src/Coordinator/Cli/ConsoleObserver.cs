@@ -26,7 +26,7 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
         _wall += t.WallSeconds; _compute += t.ComputeSeconds; _reduce += t.ReduceSeconds;
         metrics?.Step(r);
         status.Step(r, t);
-        view.Step(status.Take());
+        view.Step(status);
     }
 
     public void EpochCompleted(EpochReport r)

@@ -11,7 +11,8 @@ namespace DistTrain.Coordinator.Cli;
 public interface IProgressView : IDisposable
 {
     void Log(string line);
-    void Step(TrainingStatus.Snapshot now);
+    /// After every step; a view takes a snapshot of the status only when it shows one.
+    void Step(TrainingStatus status);
     void Epoch(EpochReport r, int epochs);
 
     /// --progress auto: live bars on a terminal, plain lines when the output is a file or a pipe.
@@ -28,6 +29,10 @@ public interface IProgressView : IDisposable
         return t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}" : $"{t.Minutes}:{t.Seconds:00}";
     }
 
+    internal static string EpochLine(EpochReport r, int epochs) =>
+        $"epoch {r.Epoch + 1}/{epochs}  step {r.Step}  train_loss {r.Train.MeanLoss:F4}  train_acc {r.Train.Accuracy:F4}  " +
+        $"test_loss {r.Test.MeanLoss:F4}  test_acc {r.Test.Accuracy:F4}  {r.ImagesPerSecond:F0} img/s  {r.Seconds:F1}s";
+
     internal static string Workers(TrainingStatus.Snapshot s) =>
         string.Join(", ", s.Workers.Select(w => $"{w.Name} {w.ImagesPerSecond.ToString("N0", CultureInfo.InvariantCulture)}"));
 }
@@ -39,17 +44,16 @@ public sealed class PlainProgress(TextWriter output, double everySeconds = 10) :
 
     public void Log(string line) => output.WriteLine(line);
 
-    public void Step(TrainingStatus.Snapshot s)
+    public void Step(TrainingStatus status)
     {
-        if (_since.Elapsed.TotalSeconds < everySeconds && s.Step < s.TotalSteps) return;
+        if (_since.Elapsed.TotalSeconds < everySeconds && status.LastStep < status.TotalSteps) return;
         _since.Restart();
+        var s = status.Take();
         output.WriteLine($"  step {s.Step}/{s.TotalSteps} (epoch {s.Epoch + 1}/{s.Epochs})  loss {s.Loss:F4}  acc {s.Accuracy:F4}  lr {s.LearningRate:G4}  " +
             $"{s.ImagesPerSecond:N0} img/s [{IProgressView.Workers(s)}]" + (s.EtaSeconds is double eta ? $"  ETA {IProgressView.Duration(eta)}" : ""));
     }
 
-    public void Epoch(EpochReport r, int epochs) =>
-        output.WriteLine($"epoch {r.Epoch + 1}/{epochs}  step {r.Step}  train_loss {r.Train.MeanLoss:F4}  train_acc {r.Train.Accuracy:F4}  " +
-            $"test_loss {r.Test.MeanLoss:F4}  test_acc {r.Test.Accuracy:F4}  {r.ImagesPerSecond:F0} img/s  {r.Seconds:F1}s");
+    public void Epoch(EpochReport r, int epochs) => output.WriteLine(IProgressView.EpochLine(r, epochs));
 
     public void Dispose() { }
 }
@@ -96,8 +100,14 @@ public sealed class LiveProgress : IProgressView
 
     public void Log(string line) => AnsiConsole.MarkupLine(Markup.Escape(line));
 
-    public void Step(TrainingStatus.Snapshot s)
+    /// Spectre redraws about 10 times a second; the bars are updated no more often than that.
+    readonly System.Diagnostics.Stopwatch _sinceUpdate = System.Diagnostics.Stopwatch.StartNew();
+
+    public void Step(TrainingStatus status)
     {
+        if (_sinceUpdate.ElapsedMilliseconds < 100 && status.LastStep < status.TotalSteps) return;
+        _sinceUpdate.Restart();
+        var s = status.Take();
         lock (_lock)
         {
             if (_context is null || _run is null) return;
@@ -132,9 +142,7 @@ public sealed class LiveProgress : IProgressView
         }
     }
 
-    public void Epoch(EpochReport r, int epochs) =>
-        AnsiConsole.MarkupLine(Markup.Escape($"epoch {r.Epoch + 1}/{epochs}  step {r.Step}  train_loss {r.Train.MeanLoss:F4}  train_acc {r.Train.Accuracy:F4}  " +
-            $"test_loss {r.Test.MeanLoss:F4}  test_acc {r.Test.Accuracy:F4}  {r.ImagesPerSecond:F0} img/s  {r.Seconds:F1}s"));
+    public void Epoch(EpochReport r, int epochs) => Log(IProgressView.EpochLine(r, epochs));
 
     public void Dispose()
     {

@@ -33,9 +33,7 @@ public sealed class StatusServer : IDisposable
     {
         try
         {
-            var address = IPAddress.TryParse(host, out var ip) ? ip
-                : Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).First();
-            return new StatusServer(status, address, host, port);
+            return new StatusServer(status, DistTrain.Protocol.ProtocolConfig.BindAddress(host), host, port);
         }
         catch (SocketException e) { throw new Cli.UsageException($"--status-port {port}: cannot listen on {host}:{port}: {e.Message}"); }
         catch (InvalidOperationException) { throw new Cli.UsageException($"--status-port {port}: {host} has no address to listen on"); }

@@ -15,37 +15,37 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
 
     readonly object _lock = new();
     readonly DateTime _started = DateTime.UtcNow;
-    readonly Queue<(double Seconds, long Images)> _recent = new();
-    readonly Dictionary<string, WorkerRate> _workers = new(StringComparer.Ordinal);
+    readonly RateWindow _recent = new();
+    readonly Dictionary<string, RateWindow> _workers = new(StringComparer.Ordinal);
     readonly List<string> _events = [];
     string _state = "starting";
-    long _step, _firstStep = -1;
+    long _step;
     int _epoch;
     double _loss = double.NaN, _accuracy = double.NaN, _lr, _testLoss = double.NaN, _testAccuracy = double.NaN;
-    double _recentSeconds, _trainSeconds;
-    long _recentImages, _trainedImages;
+    double _trainSeconds;
+    long _trainedImages;
     int _joins, _losses;
 
     public string Model => model;
     public int Epochs => epochs;
     public long TotalSteps => totalSteps;
     public long StepsPerEpoch => stepsPerEpoch;
+    /// The newest step completed (cheap: no snapshot).
+    public long LastStep { get { lock (_lock) return _step; } }
 
     public void Step(StepReport r, StepTiming t)
     {
         lock (_lock)
         {
-            if (_firstStep < 0) _firstStep = r.Step - 1;
             _state = "training";
             _step = r.Step; _epoch = r.Epoch; _loss = r.Loss; _accuracy = r.Accuracy; _lr = r.LearningRate;
             long images = t.Workers.Sum(w => w.Samples);
             _trainSeconds += t.WallSeconds; _trainedImages += images;
-            _recent.Enqueue((t.WallSeconds, images)); _recentSeconds += t.WallSeconds; _recentImages += images;
-            if (_recent.Count > Window) { var old = _recent.Dequeue(); _recentSeconds -= old.Seconds; _recentImages -= old.Images; }
+            _recent.Add(images, t.WallSeconds, t.ComputeSeconds);
             foreach (var w in _workers.Values) w.Present = false;
             foreach (var w in t.Workers)
             {
-                if (!_workers.TryGetValue(w.Name, out var rate)) _workers[w.Name] = rate = new WorkerRate();
+                if (!_workers.TryGetValue(w.Name, out var rate)) _workers[w.Name] = rate = new RateWindow();
                 rate.Add(w.Samples, t.WallSeconds, w.ComputeSeconds);
             }
             foreach (var gone in _workers.Where(p => !p.Value.Present).Select(p => p.Key).ToList()) _workers.Remove(gone);
@@ -74,8 +74,8 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
     {
         lock (_lock)
         {
-            double rate = _recentSeconds > 0 ? _recentImages / _recentSeconds : 0;
-            double stepsPerSecond = _recentSeconds > 0 ? _recent.Count / _recentSeconds : 0;
+            double rate = _recent.ImagesPerSecond;
+            double stepsPerSecond = _recent.StepsPerSecond;
             double? eta = stepsPerSecond > 0 && _state == "training" ? (totalSteps - _step) / stepsPerSecond : null;
             return new Snapshot(_state, model, _step, totalSteps, _epoch, epochs, _loss, _accuracy, _lr, _testLoss, _testAccuracy,
                 rate, _trainSeconds > 0 ? _trainedImages / _trainSeconds : 0, eta, (DateTime.UtcNow - _started).TotalSeconds,
@@ -84,12 +84,14 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
         }
     }
 
-    sealed class WorkerRate
+    /// Images, wall and compute seconds of the last Window steps (of the run, or of one worker).
+    sealed class RateWindow
     {
         readonly Queue<(long Images, double Wall, double Compute)> _recent = new();
         long _images; double _wall, _compute;
         public bool Present;
         public double ImagesPerSecond => _wall > 0 ? _images / _wall : 0;
+        public double StepsPerSecond => _wall > 0 ? _recent.Count / _wall : 0;
         public double Busy => _wall > 0 ? Math.Min(1, _compute / _wall) : 0;
 
         public void Add(long images, double wall, double compute)

@@ -47,9 +47,7 @@ public sealed class DataPlane : IDisposable
         _key = SHA256.HashData(Encoding.UTF8.GetBytes("disttrain data plane\n" + jobToken));
         _deliver = deliver;
         _log = log;
-        var address = IPAddress.TryParse(host, out var ip) ? ip
-            : Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).First();
-        _listener = new TcpListener(address, port);
+        _listener = new TcpListener(ProtocolConfig.BindAddress(host), port);
         _listener.Start(backlog: 64);
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
         _ = Task.Run(AcceptLoop);
@@ -91,8 +89,7 @@ public sealed class DataPlane : IDisposable
             while (true)
             {
                 if (!ReadAll(stream, header)) return;   // the sender closed it (next generation, job end)
-                var h = header.AsSpan();
-                int length = BinaryPrimitives.ReadInt32LittleEndian(h[28..]);
+                int length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(28));
                 if ((uint)length > ProtocolConfig.MaximumFrameBytes || length % 8 != 0)
                 {
                     _log($"data plane: closed the connection from {from}: a frame of {length} bytes");
@@ -100,10 +97,7 @@ public sealed class DataPlane : IDisposable
                 }
                 var payload = new byte[length];
                 if (!ReadAll(stream, payload)) return;
-                _deliver(from, new GradientChunk(
-                    BinaryPrimitives.ReadInt32LittleEndian(h), BinaryPrimitives.ReadInt64LittleEndian(h[4..]),
-                    BinaryPrimitives.ReadInt32LittleEndian(h[12..]), BinaryPrimitives.ReadInt32LittleEndian(h[16..]),
-                    BinaryPrimitives.ReadInt32LittleEndian(h[20..]), BinaryPrimitives.ReadInt32LittleEndian(h[24..]), payload));
+                _deliver(from, Decode(header, payload));
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // peer gone: membership handles it
@@ -138,6 +132,23 @@ public sealed class DataPlane : IDisposable
         socket.ReceiveTimeout = 0;
         return Encoding.UTF8.GetString(path);
     }
+
+    /// A frame's header: generation, step, round, segment, part, parts, payload bytes (little-endian).
+    static void Encode(GradientChunk c, Span<byte> h)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(h, c.Generation);
+        BinaryPrimitives.WriteInt64LittleEndian(h[4..], c.Step);
+        BinaryPrimitives.WriteInt32LittleEndian(h[12..], c.Round);
+        BinaryPrimitives.WriteInt32LittleEndian(h[16..], c.Segment);
+        BinaryPrimitives.WriteInt32LittleEndian(h[20..], c.Part);
+        BinaryPrimitives.WriteInt32LittleEndian(h[24..], c.Parts);
+        BinaryPrimitives.WriteInt32LittleEndian(h[28..], c.Payload.Length);
+    }
+
+    static GradientChunk Decode(ReadOnlySpan<byte> h, byte[] payload) => new(
+        BinaryPrimitives.ReadInt32LittleEndian(h), BinaryPrimitives.ReadInt64LittleEndian(h[4..]),
+        BinaryPrimitives.ReadInt32LittleEndian(h[12..]), BinaryPrimitives.ReadInt32LittleEndian(h[16..]),
+        BinaryPrimitives.ReadInt32LittleEndian(h[20..]), BinaryPrimitives.ReadInt32LittleEndian(h[24..]), payload);
 
     byte[] Mac(byte[] nonce, byte[] path) => HMACSHA256.HashData(_key, nonce.Concat(path).ToArray());
 
@@ -259,14 +270,7 @@ public sealed class DataPlane : IDisposable
                 foreach (var c in _queue.GetConsumingEnumerable())
                 {
                     Remember(c);
-                    var h = header.AsSpan();
-                    BinaryPrimitives.WriteInt32LittleEndian(h, c.Generation);
-                    BinaryPrimitives.WriteInt64LittleEndian(h[4..], c.Step);
-                    BinaryPrimitives.WriteInt32LittleEndian(h[12..], c.Round);
-                    BinaryPrimitives.WriteInt32LittleEndian(h[16..], c.Segment);
-                    BinaryPrimitives.WriteInt32LittleEndian(h[20..], c.Part);
-                    BinaryPrimitives.WriteInt32LittleEndian(h[24..], c.Parts);
-                    BinaryPrimitives.WriteInt32LittleEndian(h[28..], c.Payload.Length);
+                    Encode(c, header);
                     stream.Write(header);
                     stream.Write(c.Payload);
                 }

@@ -12,31 +12,12 @@ public sealed class CliTests : IDisposable
 
     static (int exit, string stdout, string stderr) Run(params string[] args)
     {
-        var o = new StringWriter();
-        var e = new StringWriter();
         // Worker processes cannot be started from the test host; the multi-process path has its own test.
         if (args.Length > 0 && args[0] == "train") args = [.. args, "--in-process"];
-        int code = DistTrain.Coordinator.Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
+        return CliHarness.Run(args);
     }
 
-    /// A small valid IDX folder: random pixels, labels cycling through 0..9.
-    string MakeIdxFolder(int train = 96, int test = 32)
-    {
-        var dir = Path.Combine(_dir, "data");
-        Directory.CreateDirectory(dir);
-        var rng = new DeterministicRandom(9);
-        void Split(string prefix, int n)
-        {
-            var pixels = new byte[n * 28 * 28];
-            for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)rng.NextInt(256);
-            IdxFile.WriteImages(Path.Combine(dir, $"{prefix}-images-idx3-ubyte"), n, 28, 28, pixels);
-            IdxFile.WriteLabels(Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"), Enumerable.Range(0, n).Select(i => (byte)(i % 10)).ToArray());
-        }
-        Split("train", train);
-        Split("t10k", test);
-        return dir;
-    }
+    string MakeIdxFolder(int train = 96, int test = 32) => CliHarness.IdxFolder(_dir, train, test, seed: 9);
 
     static void AssertOneLineError(string stderr, params string[] fragments)
     {

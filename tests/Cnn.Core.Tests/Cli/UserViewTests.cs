@@ -18,13 +18,7 @@ public sealed class UserViewTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    static (int exit, string stdout, string stderr) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = DistTrain.Coordinator.Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int exit, string stdout, string stderr) Run(params string[] args) => CliHarness.Run(args);
 
     [Theory]
     [InlineData("train", "--batch <B>", "[default: 64]", "--workers <N>", "[default: 1]", "--allreduce <ALG>", "[default: ring]", "--status-port <P>", "--progress <MODE>")]
@@ -134,7 +128,7 @@ public sealed class UserViewTests : IDisposable
         var status = new TrainingStatus("lenet5", 1, 10, 10);
         status.Step(new StepReport(4, 10, 0, 0.5, 0.75, 0.01, 0), new StepTiming(0.5, 0.2, 0.1, [new WorkerShare("w1", 16, 0.2), new WorkerShare("w2", 16, 0.2)]));
         view.Log("worker w1 joined");
-        view.Step(status.Take());
+        view.Step(status);
         string text = output.ToString();
         Assert.DoesNotContain(text, c => char.IsControl(c) && c != '\n' && c != '\r');
         Assert.Contains("step 4/10 (epoch 1/1)", text);
@@ -168,18 +162,7 @@ public sealed class UserViewTests : IDisposable
     [Fact]
     public void Train_piped_to_a_file_writes_plain_lines_and_leaves_report_metrics_and_plots()
     {
-        var data = Path.Combine(_dir, "data");
-        Directory.CreateDirectory(data);
-        var rng = new DeterministicRandom(3);
-        void Split(string prefix, int n)
-        {
-            var pixels = new byte[n * 28 * 28];
-            for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)rng.NextInt(256);
-            DistTrain.Cnn.Data.IdxFile.WriteImages(Path.Combine(data, $"{prefix}-images-idx3-ubyte"), n, 28, 28, pixels);
-            DistTrain.Cnn.Data.IdxFile.WriteLabels(Path.Combine(data, $"{prefix}-labels-idx1-ubyte"), Enumerable.Range(0, n).Select(i => (byte)(i % 10)).ToArray());
-        }
-        Split("train", 64);
-        Split("t10k", 16);
+        var data = CliHarness.IdxFolder(_dir, train: 64, test: 16, seed: 3);
         string report = Path.Combine(_dir, "out", "run.json"), metrics = Path.Combine(_dir, "out", "run.jsonl");
         var (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "16", "--epochs", "2", "--in-process", "--workers", "2",
                                          "--report", report, "--metrics", metrics);
