@@ -5,12 +5,22 @@ namespace DistTrain.Cnn.Kernels;
 
 /// Single-precision matrix products on row-major spans. Every element of C is a chain of fused
 /// multiply-adds in increasing k (NN) or a fixed-lane dot product (NT), so results are bitwise
-/// reproducible whatever the thread count or blocking. <see cref="GemmReference"/> is the plain
-/// version the tests hold these against.
+/// reproducible whatever the thread count, blocking or vector width. <see cref="GemmReference"/> is
+/// the plain version the tests hold these against.
+///
+/// NN computes tiles of up to 8 rows x 32 columns in registers (16 accumulators of 16 lanes); when
+/// several tiles share a 32-column panel of B, the panel is first copied to a contiguous buffer so
+/// that the tiles stream it from L1 instead of striding through B. NT computes 4 rows of A against
+/// 8 rows of B at once, keeping each dot product's 8 lanes in one half of a 512-bit register, and
+/// walks k in chunks so both operands stay in cache; the lanes, their order and the horizontal
+/// sum are those of <see cref="Dot"/>.
 public static unsafe class Gemm
 {
-    const int Lanes = 8;          // Vector256<float>.Count
-    const int ColumnBlock = 256;  // columns per parallel task in NN (multiple of 2 * Lanes)
+    const int Lanes = 8;          // Vector256<float>.Count: the lanes of a dot product
+    const int Panel = 32;         // columns of an NN tile
+    const int MaxRows = 8;        // rows of an NN tile
+    const int ColumnBlock = 256;  // columns per parallel task in NN (a multiple of Panel)
+    const int NTRows = 4, NTCols = 8, NTChunk = 1024;
 
     /// C[m,n] = (accumulate ? C : 0) + A * B, where A[i,k] = a[i*aRowStride + k*aColStride]
     /// (so a transposed A costs nothing) and B is row-major k x n.
@@ -21,14 +31,16 @@ public static unsafe class Gemm
         long work = (long)m * n * k;
         var job = t_nn ??= new NNJob();
         (job.A, job.Ars, job.Acs, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, aRowStride, aColStride, b, c, m, n, k, accumulate);
-        // Wide products split by column blocks, narrow ones by groups of 4 rows.
+        // Wide products split by column blocks, narrow ones by tiles of rows.
         job.ByColumns = n >= 2 * ColumnBlock;
-        Parallelism.For(job.ByColumns ? (n + ColumnBlock - 1) / ColumnBlock : (m + 3) / 4, work, job);
+        Parallelism.For(job.ByColumns ? (n + ColumnBlock - 1) / ColumnBlock : (m + MaxRows - 1) / MaxRows, work, job);
         (job.A, job.B, job.C) = (default, default, default);
     }
 
     [ThreadStatic] static NNJob? t_nn;
     [ThreadStatic] static NTJob? t_nt;
+    [ThreadStatic] static float[]? t_panel;      // a packed K x 32 panel of B, per thread
+    [ThreadStatic] static float[]? t_lanes;      // NT's partial lane sums between k chunks, per thread
 
     sealed class NNJob : IBlockJob
     {
@@ -46,7 +58,7 @@ public static unsafe class Gemm
             }
             else
             {
-                int i0 = blk * 4, i1 = Math.Min(M, i0 + 4);
+                int i0 = blk * MaxRows, i1 = Math.Min(M, i0 + MaxRows);
                 NNBlock(A.Span, Ars, Acs, B.Span, C.Span, i0, i1, 0, N, N, K, Accumulate);
             }
         }
@@ -61,8 +73,8 @@ public static unsafe class Gemm
 
         public void Run(int blk)
         {
-            int i0 = blk * 2, i1 = Math.Min(M, i0 + 2);
-            NTBlock(A.Span, B.Span, C.Span, i0, i1, N, K, Accumulate);
+            int j0 = blk * NTCols, j1 = Math.Min(N, j0 + NTCols);
+            NTBlock(A.Span, B.Span, C.Span, M, j0, j1, N, K, Accumulate);
         }
     }
 
@@ -74,87 +86,114 @@ public static unsafe class Gemm
     static void NNBlock(ReadOnlySpan<float> aSpan, int ars, int acs, ReadOnlySpan<float> bSpan, Span<float> cSpan,
                         int i0, int i1, int j0, int j1, int n, int k, bool accumulate)
     {
+        // A panel of B is packed when many tiles read it and each read is long (k >= 32): then the
+        // copy pays for itself. Otherwise tiles read B in place, a row of tiles at a time.
+        int rows = i1 - i0;
+        bool pack = Vector512.IsHardwareAccelerated && rows >= 4 * MaxRows && k >= 32;
+        float[] panel = pack ? Scratch(ref t_panel, k * Panel) : [];
         fixed (float* a = aSpan)
         fixed (float* b = bSpan)
         fixed (float* c = cSpan)
+        fixed (float* packed = panel)
         {
-            int i = i0;
-            for (; i + 4 <= i1; i += 4) Rows4(a + i * ars, ars, acs, b, c + i * n, j0, j1, n, k, accumulate);
-            for (; i < i1; i++) Row1(a + i * ars, acs, b, c + i * n, j0, j1, n, k, accumulate);
+            int jEnd = Vector512.IsHardwareAccelerated ? j0 + (j1 - j0) / Panel * Panel : j0;
+            if (pack)
+                for (int j = j0; j < jEnd; j += Panel)
+                {
+                    for (int p = 0; p < k; p++)
+                    {
+                        Vector512.Load(b + (long)p * n + j).Store(packed + p * Panel);
+                        Vector512.Load(b + (long)p * n + j + 16).Store(packed + p * Panel + 16);
+                    }
+                    TileColumn(a, ars, acs, packed, Panel, c + j, n, i0, i1, k, accumulate);
+                }
+            else
+                for (int i = i0; i < i1; i += MaxRows)
+                    for (int j = j0; j < jEnd; j += Panel)
+                        TileColumn(a, ars, acs, b + j, n, c + j, n, i, Math.Min(i1, i + MaxRows), k, accumulate);
+            // Columns left over (and every column without AVX-512): one row at a time, the same chain per element.
+            if (jEnd < j1)
+                for (int i = i0; i < i1; i++) Row1(a + (long)i * ars, acs, b, c + (long)i * n, jEnd, j1, n, k, accumulate);
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Rows4(float* a, int ars, int acs, float* b, float* c, int j0, int j1, int n, int k, bool acc)
+    /// Rows i0..i1 of one 32-column panel: tiles of 8 rows, then one tile of the rows left.
+    static void TileColumn(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int i0, int i1, int k, bool acc)
     {
-        float* a0 = a, a1 = a + ars, a2 = a + 2 * ars, a3 = a + 3 * ars;
-        float* c0 = c, c1 = c + n, c2 = c + 2 * n, c3 = c + 3 * n;
-        int j = j0;
-        // AVX-512: 4 rows x 32 columns per pass. Each element is still the same FMA chain in
-        // increasing p, so the result is bitwise the one of the 256-bit path below.
-        if (Vector512.IsHardwareAccelerated)
-            for (; j + 4 * Lanes <= j1; j += 4 * Lanes)
-            {
-                Vector512<float> s00, s01, s10, s11, s20, s21, s30, s31;
-                if (acc)
-                {
-                    s00 = Vector512.Load(c0 + j); s01 = Vector512.Load(c0 + j + 2 * Lanes);
-                    s10 = Vector512.Load(c1 + j); s11 = Vector512.Load(c1 + j + 2 * Lanes);
-                    s20 = Vector512.Load(c2 + j); s21 = Vector512.Load(c2 + j + 2 * Lanes);
-                    s30 = Vector512.Load(c3 + j); s31 = Vector512.Load(c3 + j + 2 * Lanes);
-                }
-                else s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector512<float>.Zero;
-                float* bp = b + j;
-                for (int p = 0; p < k; p++, bp += n)
-                {
-                    var b0 = Vector512.Load(bp);
-                    var b1 = Vector512.Load(bp + 2 * Lanes);
-                    int ap = p * acs;
-                    var x = Vector512.Create(a0[ap]); s00 = Vector512.FusedMultiplyAdd(x, b0, s00); s01 = Vector512.FusedMultiplyAdd(x, b1, s01);
-                    x = Vector512.Create(a1[ap]); s10 = Vector512.FusedMultiplyAdd(x, b0, s10); s11 = Vector512.FusedMultiplyAdd(x, b1, s11);
-                    x = Vector512.Create(a2[ap]); s20 = Vector512.FusedMultiplyAdd(x, b0, s20); s21 = Vector512.FusedMultiplyAdd(x, b1, s21);
-                    x = Vector512.Create(a3[ap]); s30 = Vector512.FusedMultiplyAdd(x, b0, s30); s31 = Vector512.FusedMultiplyAdd(x, b1, s31);
-                }
-                s00.Store(c0 + j); s01.Store(c0 + j + 2 * Lanes);
-                s10.Store(c1 + j); s11.Store(c1 + j + 2 * Lanes);
-                s20.Store(c2 + j); s21.Store(c2 + j + 2 * Lanes);
-                s30.Store(c3 + j); s31.Store(c3 + j + 2 * Lanes);
-            }
-        for (; j + 2 * Lanes <= j1; j += 2 * Lanes)
+        int i = i0;
+        for (; i + MaxRows <= i1; i += MaxRows) Tile<R8>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
+        float* ai = a + (long)i * ars, ci = c + (long)i * ldc;
+        switch (i1 - i)
         {
-            Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
-            if (acc)
-            {
-                s00 = Vector256.Load(c0 + j); s01 = Vector256.Load(c0 + j + Lanes);
-                s10 = Vector256.Load(c1 + j); s11 = Vector256.Load(c1 + j + Lanes);
-                s20 = Vector256.Load(c2 + j); s21 = Vector256.Load(c2 + j + Lanes);
-                s30 = Vector256.Load(c3 + j); s31 = Vector256.Load(c3 + j + Lanes);
-            }
-            else s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
-            float* bp = b + j;
-            for (int p = 0; p < k; p++, bp += n)
-            {
-                var b0 = Vector256.Load(bp);
-                var b1 = Vector256.Load(bp + Lanes);
-                int ap = p * acs;
-                var x = Vector256.Create(a0[ap]); s00 = Vector256.FusedMultiplyAdd(x, b0, s00); s01 = Vector256.FusedMultiplyAdd(x, b1, s01);
-                x = Vector256.Create(a1[ap]); s10 = Vector256.FusedMultiplyAdd(x, b0, s10); s11 = Vector256.FusedMultiplyAdd(x, b1, s11);
-                x = Vector256.Create(a2[ap]); s20 = Vector256.FusedMultiplyAdd(x, b0, s20); s21 = Vector256.FusedMultiplyAdd(x, b1, s21);
-                x = Vector256.Create(a3[ap]); s30 = Vector256.FusedMultiplyAdd(x, b0, s30); s31 = Vector256.FusedMultiplyAdd(x, b1, s31);
-            }
-            s00.Store(c0 + j); s01.Store(c0 + j + Lanes);
-            s10.Store(c1 + j); s11.Store(c1 + j + Lanes);
-            s20.Store(c2 + j); s21.Store(c2 + j + Lanes);
-            s30.Store(c3 + j); s31.Store(c3 + j + Lanes);
+            case 1: Tile<R1>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 2: Tile<R2>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 3: Tile<R3>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 4: Tile<R4>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 5: Tile<R5>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 6: Tile<R6>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 7: Tile<R7>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
         }
-        // Column tail: one row at a time keeps the per-element order identical to the main path.
-        if (j < j1)
+    }
+
+    static float[] Scratch(ref float[]? buffer, int length)
+    {
+        if (buffer is null || buffer.Length < length) buffer = new float[Math.Max(length, 4096)];
+        return buffer;
+    }
+
+    /// The number of rows of an NN tile, as a type so that the JIT compiles one tile kernel per row
+    /// count with the unused rows removed.
+    interface IRows { static abstract int Count { get; } }
+    struct R1 : IRows { public static int Count => 1; }
+    struct R2 : IRows { public static int Count => 2; }
+    struct R3 : IRows { public static int Count => 3; }
+    struct R4 : IRows { public static int Count => 4; }
+    struct R5 : IRows { public static int Count => 5; }
+    struct R6 : IRows { public static int Count => 6; }
+    struct R7 : IRows { public static int Count => 7; }
+    struct R8 : IRows { public static int Count => 8; }
+
+    /// C[0..R, 0..32] (row stride ldc) = (acc ? C : 0) + A[0..R, 0..k] * B[0..k, 0..32], B's rows
+    /// bStride apart. Each element is the chain c = fma(a[i,p], b[p,j], c) for p = 0..k-1.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile<TR>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int k, bool acc) where TR : struct, IRows
+    {
+        int r = TR.Count;
+        Vector512<float> s0a = default, s0b = default, s1a = default, s1b = default, s2a = default, s2b = default, s3a = default, s3b = default;
+        Vector512<float> s4a = default, s4b = default, s5a = default, s5b = default, s6a = default, s6b = default, s7a = default, s7b = default;
+        if (acc)
         {
-            Row1(a0, acs, b, c0, j, j1, n, k, acc);
-            Row1(a1, acs, b, c1, j, j1, n, k, acc);
-            Row1(a2, acs, b, c2, j, j1, n, k, acc);
-            Row1(a3, acs, b, c3, j, j1, n, k, acc);
+            s0a = Vector512.Load(c); s0b = Vector512.Load(c + 16);
+            if (r > 1) { s1a = Vector512.Load(c + ldc); s1b = Vector512.Load(c + ldc + 16); }
+            if (r > 2) { s2a = Vector512.Load(c + 2 * ldc); s2b = Vector512.Load(c + 2 * ldc + 16); }
+            if (r > 3) { s3a = Vector512.Load(c + 3 * ldc); s3b = Vector512.Load(c + 3 * ldc + 16); }
+            if (r > 4) { s4a = Vector512.Load(c + 4 * ldc); s4b = Vector512.Load(c + 4 * ldc + 16); }
+            if (r > 5) { s5a = Vector512.Load(c + 5 * ldc); s5b = Vector512.Load(c + 5 * ldc + 16); }
+            if (r > 6) { s6a = Vector512.Load(c + 6 * ldc); s6b = Vector512.Load(c + 6 * ldc + 16); }
+            if (r > 7) { s7a = Vector512.Load(c + 7 * ldc); s7b = Vector512.Load(c + 7 * ldc + 16); }
         }
+        float* ap = a;
+        for (int p = 0; p < k; p++, b += bStride, ap += acs)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(ap[0]); s0a = Vector512.FusedMultiplyAdd(x, b0, s0a); s0b = Vector512.FusedMultiplyAdd(x, b1, s0b);
+            if (r > 1) { x = Vector512.Create(ap[ars]); s1a = Vector512.FusedMultiplyAdd(x, b0, s1a); s1b = Vector512.FusedMultiplyAdd(x, b1, s1b); }
+            if (r > 2) { x = Vector512.Create(ap[2 * ars]); s2a = Vector512.FusedMultiplyAdd(x, b0, s2a); s2b = Vector512.FusedMultiplyAdd(x, b1, s2b); }
+            if (r > 3) { x = Vector512.Create(ap[3 * ars]); s3a = Vector512.FusedMultiplyAdd(x, b0, s3a); s3b = Vector512.FusedMultiplyAdd(x, b1, s3b); }
+            if (r > 4) { x = Vector512.Create(ap[4 * ars]); s4a = Vector512.FusedMultiplyAdd(x, b0, s4a); s4b = Vector512.FusedMultiplyAdd(x, b1, s4b); }
+            if (r > 5) { x = Vector512.Create(ap[5 * ars]); s5a = Vector512.FusedMultiplyAdd(x, b0, s5a); s5b = Vector512.FusedMultiplyAdd(x, b1, s5b); }
+            if (r > 6) { x = Vector512.Create(ap[6 * ars]); s6a = Vector512.FusedMultiplyAdd(x, b0, s6a); s6b = Vector512.FusedMultiplyAdd(x, b1, s6b); }
+            if (r > 7) { x = Vector512.Create(ap[7 * ars]); s7a = Vector512.FusedMultiplyAdd(x, b0, s7a); s7b = Vector512.FusedMultiplyAdd(x, b1, s7b); }
+        }
+        s0a.Store(c); s0b.Store(c + 16);
+        if (r > 1) { s1a.Store(c + ldc); s1b.Store(c + ldc + 16); }
+        if (r > 2) { s2a.Store(c + 2 * ldc); s2b.Store(c + 2 * ldc + 16); }
+        if (r > 3) { s3a.Store(c + 3 * ldc); s3b.Store(c + 3 * ldc + 16); }
+        if (r > 4) { s4a.Store(c + 4 * ldc); s4b.Store(c + 4 * ldc + 16); }
+        if (r > 5) { s5a.Store(c + 5 * ldc); s5b.Store(c + 5 * ldc + 16); }
+        if (r > 6) { s6a.Store(c + 6 * ldc); s6b.Store(c + 6 * ldc + 16); }
+        if (r > 7) { s7a.Store(c + 7 * ldc); s7b.Store(c + 7 * ldc + 16); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -186,32 +225,117 @@ public static unsafe class Gemm
         long work = (long)m * n * k;
         var job = t_nt ??= new NTJob();
         (job.A, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, b, c, m, n, k, accumulate);
-        Parallelism.For((m + 1) / 2, work, job);
+        Parallelism.For((n + NTCols - 1) / NTCols, work, job);
         (job.A, job.B, job.C) = (default, default, default);
     }
 
     public static void NT(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate)
-        => NTBlock(a, b, c, 0, m, n, k, accumulate);
+    {
+        for (int j = 0; j < n; j += NTCols) NTBlock(a, b, c, m, j, Math.Min(n, j + NTCols), n, k, accumulate);
+    }
 
-    static void NTBlock(ReadOnlySpan<float> aSpan, ReadOnlySpan<float> bSpan, Span<float> cSpan, int i0, int i1, int n, int k, bool acc)
+    /// Columns j0..j1 (at most 8) of every row of C.
+    static void NTBlock(ReadOnlySpan<float> aSpan, ReadOnlySpan<float> bSpan, Span<float> cSpan, int m, int j0, int j1, int n, int k, bool acc)
     {
         fixed (float* a = aSpan)
         fixed (float* b = bSpan)
         fixed (float* c = cSpan)
         {
-            for (int i = i0; i < i1; i++)
+            int i = 0;
+            if (j1 - j0 == NTCols && Vector512.IsHardwareAccelerated && k >= Lanes)
+            {
+                int full = m / NTRows * NTRows;
+                if (full > 0)
+                {
+                    // Lane sums of every 4 x 8 tile, carried from one k chunk to the next.
+                    float[] lanes = Scratch(ref t_lanes, full / NTRows * 16 * 16);
+                    int kv = k / Lanes * Lanes;
+                    fixed (float* l = lanes)
+                    {
+                        for (int p0 = 0; p0 < kv; p0 += NTChunk)
+                        {
+                            int p1 = Math.Min(kv, p0 + NTChunk);
+                            for (int t = 0; t < full; t += NTRows)
+                                NTTile(a + (long)t * k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256);
+                        }
+                        for (int t = 0; t < full; t += NTRows)
+                            NTFinish(a + (long)t * k, b + (long)j0 * k, k, kv, l + t / NTRows * 256, c + (long)t * n + j0, n, acc);
+                    }
+                    i = full;
+                }
+            }
+            for (; i < m; i++)
             {
                 float* ar = a + (long)i * k;
                 float* cr = c + (long)i * n;
-                int j = 0;
-                for (; j + 4 <= n; j += 4) Dot4(ar, b + (long)j * k, k, cr + j, acc);
-                for (; j < n; j++)
+                int j = j0;
+                for (; j + 4 <= j1; j += 4) Dot4(ar, b + (long)j * k, k, cr + j, acc);
+                for (; j < j1; j++)
                 {
                     float d = Dot(ar, b + (long)j * k, k);
                     cr[j] = acc ? cr[j] + d : d;
                 }
             }
         }
+    }
+
+    /// Adds p0..p1 of the dot products of rows a[0..4] with rows b[0..8] to their lane sums:
+    /// lanes[(row * 4 + pair) * 16 ..] holds (row, 2 pair) in its lower 8 floats, (row, 2 pair + 1)
+    /// in its upper 8. Each lane l is the FMA chain over p = l, l + 8, ... of <see cref="Dot"/>.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void NTTile(float* a, float* b, int k, int p0, int p1, float* lanes)
+    {
+        Vector512<float> s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33;
+        if (p0 == 0)
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = Vector512<float>.Zero;
+        else
+        {
+            s00 = Vector512.Load(lanes); s01 = Vector512.Load(lanes + 16); s02 = Vector512.Load(lanes + 32); s03 = Vector512.Load(lanes + 48);
+            s10 = Vector512.Load(lanes + 64); s11 = Vector512.Load(lanes + 80); s12 = Vector512.Load(lanes + 96); s13 = Vector512.Load(lanes + 112);
+            s20 = Vector512.Load(lanes + 128); s21 = Vector512.Load(lanes + 144); s22 = Vector512.Load(lanes + 160); s23 = Vector512.Load(lanes + 176);
+            s30 = Vector512.Load(lanes + 192); s31 = Vector512.Load(lanes + 208); s32 = Vector512.Load(lanes + 224); s33 = Vector512.Load(lanes + 240);
+        }
+        float* a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k;
+        float* b1 = b + k, b2 = b + 2 * k, b3 = b + 3 * k, b4 = b + 4 * k, b5 = b + 5 * k, b6 = b + 6 * k, b7 = b + 7 * k;
+        for (int p = p0; p < p1; p += Lanes)
+        {
+            var y0 = Vector512.Create(Vector256.Load(b + p), Vector256.Load(b1 + p));
+            var y1 = Vector512.Create(Vector256.Load(b2 + p), Vector256.Load(b3 + p));
+            var y2 = Vector512.Create(Vector256.Load(b4 + p), Vector256.Load(b5 + p));
+            var y3 = Vector512.Create(Vector256.Load(b6 + p), Vector256.Load(b7 + p));
+            var x = Vector512.Create(Vector256.Load(a + p));
+            s00 = Vector512.FusedMultiplyAdd(x, y0, s00); s01 = Vector512.FusedMultiplyAdd(x, y1, s01);
+            s02 = Vector512.FusedMultiplyAdd(x, y2, s02); s03 = Vector512.FusedMultiplyAdd(x, y3, s03);
+            x = Vector512.Create(Vector256.Load(a1 + p));
+            s10 = Vector512.FusedMultiplyAdd(x, y0, s10); s11 = Vector512.FusedMultiplyAdd(x, y1, s11);
+            s12 = Vector512.FusedMultiplyAdd(x, y2, s12); s13 = Vector512.FusedMultiplyAdd(x, y3, s13);
+            x = Vector512.Create(Vector256.Load(a2 + p));
+            s20 = Vector512.FusedMultiplyAdd(x, y0, s20); s21 = Vector512.FusedMultiplyAdd(x, y1, s21);
+            s22 = Vector512.FusedMultiplyAdd(x, y2, s22); s23 = Vector512.FusedMultiplyAdd(x, y3, s23);
+            x = Vector512.Create(Vector256.Load(a3 + p));
+            s30 = Vector512.FusedMultiplyAdd(x, y0, s30); s31 = Vector512.FusedMultiplyAdd(x, y1, s31);
+            s32 = Vector512.FusedMultiplyAdd(x, y2, s32); s33 = Vector512.FusedMultiplyAdd(x, y3, s33);
+        }
+        s00.Store(lanes); s01.Store(lanes + 16); s02.Store(lanes + 32); s03.Store(lanes + 48);
+        s10.Store(lanes + 64); s11.Store(lanes + 80); s12.Store(lanes + 96); s13.Store(lanes + 112);
+        s20.Store(lanes + 128); s21.Store(lanes + 144); s22.Store(lanes + 160); s23.Store(lanes + 176);
+        s30.Store(lanes + 192); s31.Store(lanes + 208); s32.Store(lanes + 224); s33.Store(lanes + 240);
+    }
+
+    /// The end of <see cref="Dot"/> for each element of a 4 x 8 tile: the horizontal sum of its
+    /// lanes, then the scalar tail p = kv..k-1, then the store or the add into C.
+    static void NTFinish(float* a, float* b, int k, int kv, float* lanes, float* c, int ldc, bool acc)
+    {
+        for (int row = 0; row < NTRows; row++)
+            for (int col = 0; col < NTCols; col++)
+            {
+                float r = HorizontalSum(Vector256.Load(lanes + (row * 4 + col / 2) * 16 + col % 2 * 8));
+                float* x = a + (long)row * k;
+                float* y = b + (long)col * k;
+                for (int p = kv; p < k; p++) r = MathF.FusedMultiplyAdd(x[p], y[p], r);
+                float* dst = c + (long)row * ldc + col;
+                *dst = acc ? *dst + r : r;
+            }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -8,6 +8,16 @@ public readonly record struct ConvGeometry(int Channels, int Height, int Width, 
     public int Positions => OutHeight * OutWidth;
     /// Rows of the column matrix: one per (channel, ky, kx).
     public int PatchSize => Channels * Kernel * Kernel;
+
+    /// The output columns ox in [lo, hi) whose input column ox * Stride - Padding + kx lies inside the plane.
+    public (int Lo, int Hi) ValidColumns(int kx)
+    {
+        int first = Padding - kx, last = Width - 1 + Padding - kx;   // ox * Stride must lie in [first, last]
+        if (last < 0) return (0, 0);
+        int lo = first <= 0 ? 0 : (first + Stride - 1) / Stride;
+        int hi = Math.Min(OutWidth, last / Stride + 1);
+        return (lo, Math.Max(lo, hi));
+    }
 }
 
 /// Unfolds a batch into the column matrix col[(c,ky,kx), (n,oy,ox)] so a convolution over the whole
@@ -46,24 +56,28 @@ public static class Im2Col
         public void Run(int plane) => FoldPlane(Col.Span, Batch, G, GradInput.Span, plane);
     }
 
-    static void UnfoldRow(ReadOnlySpan<float> input, int batch, ConvGeometry g, Span<float> col, int row)
+    static unsafe void UnfoldRow(ReadOnlySpan<float> input, int batch, ConvGeometry g, Span<float> col, int row)
     {
         int kx = row % g.Kernel, ky = row / g.Kernel % g.Kernel, c = row / (g.Kernel * g.Kernel);
-        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, positions = g.Positions;
-        Span<float> dst = col.Slice(row * batch * positions, batch * positions);
-        for (int n = 0; n < batch; n++)
+        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, positions = g.Positions, stride = g.Stride;
+        var (lo, hi) = g.ValidColumns(kx);
+        Span<float> dstRow = col.Slice(row * batch * positions, batch * positions);
+        fixed (float* dst = dstRow)
+        fixed (float* inp = input)
         {
-            ReadOnlySpan<float> src = input.Slice((n * g.Channels + c) * plane, plane);
-            int d = n * positions;
-            for (int oy = 0; oy < oh; oy++)
+            for (int n = 0; n < batch; n++)
             {
-                int y = oy * g.Stride - g.Padding + ky;
-                if ((uint)y >= (uint)g.Height) { dst.Slice(d, ow).Clear(); d += ow; continue; }
-                int rowStart = y * g.Width;
-                for (int ox = 0; ox < ow; ox++, d++)
+                float* src = inp + (long)(n * g.Channels + c) * plane;
+                float* to = dst + (long)n * positions;
+                for (int oy = 0; oy < oh; oy++, to += ow)
                 {
-                    int x = ox * g.Stride - g.Padding + kx;
-                    dst[d] = (uint)x < (uint)g.Width ? src[rowStart + x] : 0f;
+                    int y = oy * stride - g.Padding + ky;
+                    if ((uint)y >= (uint)g.Height || hi <= lo) { new Span<float>(to, ow).Clear(); continue; }
+                    for (int ox = 0; ox < lo; ox++) to[ox] = 0f;
+                    for (int ox = hi; ox < ow; ox++) to[ox] = 0f;
+                    float* from = src + y * g.Width - g.Padding + kx;
+                    if (stride == 1) Elementwise.Copy(from + lo, to + lo, hi - lo);
+                    else for (int ox = lo; ox < hi; ox++) to[ox] = from[ox * stride];
                 }
             }
         }
@@ -79,28 +93,33 @@ public static class Im2Col
         (job.Col, job.GradInput) = (default, default);
     }
 
-    static void FoldPlane(ReadOnlySpan<float> col, int batch, ConvGeometry g, Span<float> gradInput, int planeIndex)
+    static unsafe void FoldPlane(ReadOnlySpan<float> colSpan, int batch, ConvGeometry g, Span<float> gradInput, int planeIndex)
     {
         int n = planeIndex / g.Channels, c = planeIndex % g.Channels;
-        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, positions = g.Positions;
-        Span<float> dst = gradInput.Slice(planeIndex * plane, plane);
-        dst.Clear();
-        for (int ky = 0; ky < g.Kernel; ky++)
-            for (int kx = 0; kx < g.Kernel; kx++)
-            {
-                int row = (c * g.Kernel + ky) * g.Kernel + kx;
-                ReadOnlySpan<float> src = col.Slice(row * batch * positions + n * positions, positions);
-                int s = 0;
-                for (int oy = 0; oy < oh; oy++)
+        int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, positions = g.Positions, stride = g.Stride;
+        Span<float> dstPlane = gradInput.Slice(planeIndex * plane, plane);
+        dstPlane.Clear();
+        fixed (float* dst = dstPlane)
+        fixed (float* col = colSpan)
+        {
+            // Each input element receives its contributions in the order (ky, kx): the same sums
+            // whether a row is added element by element or as a vector.
+            for (int ky = 0; ky < g.Kernel; ky++)
+                for (int kx = 0; kx < g.Kernel; kx++)
                 {
-                    int y = oy * g.Stride - g.Padding + ky;
-                    if ((uint)y >= (uint)g.Height) { s += ow; continue; }
-                    for (int ox = 0; ox < ow; ox++, s++)
+                    int row = (c * g.Kernel + ky) * g.Kernel + kx;
+                    var (lo, hi) = g.ValidColumns(kx);
+                    if (hi <= lo) continue;
+                    float* src = col + (long)row * batch * positions + (long)n * positions;
+                    for (int oy = 0; oy < oh; oy++, src += ow)
                     {
-                        int x = ox * g.Stride - g.Padding + kx;
-                        if ((uint)x < (uint)g.Width) dst[y * g.Width + x] += src[s];
+                        int y = oy * stride - g.Padding + ky;
+                        if ((uint)y >= (uint)g.Height) continue;
+                        float* to = dst + y * g.Width - g.Padding + kx;
+                        if (stride == 1) Elementwise.AddInto(to + lo, src + lo, hi - lo);
+                        else for (int ox = lo; ox < hi; ox++) to[ox * stride] += src[ox];
                     }
                 }
-            }
+        }
     }
 }

@@ -67,12 +67,8 @@ public sealed class Conv2D : Layer
         ReadOnlySpan<float> src = _channelMajor.AsSpan(0, OutChannels * columns);
         for (int s = 0; s < n; s++)
             for (int co = 0; co < OutChannels; co++)
-            {
-                var from = src.Slice(co * columns + s * positions, positions);
-                var to = dst.Slice((s * OutChannels + co) * positions, positions);
-                float b = bias[co];
-                for (int p = 0; p < positions; p++) to[p] = from[p] + b;
-            }
+                Elementwise.AddScalar(src.Slice(co * columns + s * positions, positions), bias[co],
+                                      dst.Slice((s * OutChannels + co) * positions, positions));
         return output;
     }
 
@@ -82,20 +78,15 @@ public sealed class Conv2D : Layer
         int n = gradOutput.N, positions = g.Positions, columns = n * positions, patch = g.PatchSize;
         int weights = OutChannels * patch;
 
-        // [n, co, p] -> [co, n, p]; the bias gradient sums each channel over batch and positions.
+        // [n, co, p] -> [co, n, p]; the bias gradient sums each channel's row over batch and positions.
         ReadOnlySpan<float> src = gradOutput.Span;
         Span<float> gradChannelMajor = _channelMajor.AsSpan(0, OutChannels * columns);
         Span<float> gradBias = Gradients[weights..];
         for (int co = 0; co < OutChannels; co++)
         {
-            float sum = 0;
             for (int s = 0; s < n; s++)
-            {
-                var from = src.Slice((s * OutChannels + co) * positions, positions);
-                from.CopyTo(gradChannelMajor.Slice(co * columns + s * positions, positions));
-                for (int p = 0; p < positions; p++) sum += from[p];
-            }
-            gradBias[co] += sum;
+                src.Slice((s * OutChannels + co) * positions, positions).CopyTo(gradChannelMajor.Slice(co * columns + s * positions, positions));
+            gradBias[co] += Elementwise.Sum(gradChannelMajor.Slice(co * columns, columns));
         }
 
         // dW[co, (c,ky,kx)] += sum over (n,p) of gradOut[co,(n,p)] * col[(c,ky,kx),(n,p)]

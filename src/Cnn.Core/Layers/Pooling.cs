@@ -1,3 +1,6 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace DistTrain.Cnn.Layers;
 
 /// Pooling over size x size windows moved by stride (default: size, non-overlapping).
@@ -35,7 +38,8 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
         Span<float> y = output.Span;
         if (Size == 2 && Stride == 2)
         {
-            Forward2x2(x, y, _argmax, planes, input.H, input.W, oh, ow);
+            if (Avx2.IsSupported) Forward2x2Vector(x, y, WindowStarts(planes, input.H, input.W, oh, ow), _argmax, input.W);
+            else Forward2x2(x, y, _argmax, planes, input.H, input.W, oh, ow);
             return output;
         }
         for (int p = 0; p < planes; p++)
@@ -57,6 +61,68 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
                 }
         }
         return output;
+    }
+
+    int[] _starts = [];
+    int _startsCount = -1;
+
+    /// The input index of each 2x2 window's top-left element, for the vector path; made once per batch size.
+    int[] WindowStarts(int planes, int h, int w, int oh, int ow)
+    {
+        int count = planes * oh * ow;
+        if (_startsCount == count) return _starts;
+        if (_starts.Length < count) _starts = new int[count];
+        for (int p = 0, o = 0; p < planes; p++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++, o++) _starts[o] = p * h * w + 2 * oy * w + 2 * ox;
+        _startsCount = count;
+        return _starts;
+    }
+
+    /// 2x2 windows, stride 2, eight windows at a time: gathers the four elements of each window and
+    /// makes the comparisons of the scalar loop (strict >, in the same order) lane by lane, so the
+    /// maxima and the first argmax are the same bits.
+    static unsafe void Forward2x2Vector(ReadOnlySpan<float> xSpan, Span<float> ySpan, ReadOnlySpan<int> startSpan, Span<int> argSpan, int w)
+    {
+        int count = ySpan.Length;
+        fixed (float* x = xSpan)
+        fixed (float* y = ySpan)
+        fixed (int* start = startSpan)
+        fixed (int* arg = argSpan)
+        {
+            var right = Vector256.Create(1);
+            var down = Vector256.Create(w);
+            var diagonal = Vector256.Create(w + 1);
+            int o = 0;
+            for (; o + 8 <= count; o += 8)
+            {
+                var i0 = Vector256.Load(start + o);
+                Vector256<int> i1 = i0 + right, i2 = i0 + down, i3 = i0 + diagonal;
+                var v0 = Avx2.GatherVector256(x, i0, 4);
+                var v1 = Avx2.GatherVector256(x, i1, 4);
+                var v2 = Avx2.GatherVector256(x, i2, 4);
+                var v3 = Avx2.GatherVector256(x, i3, 4);
+                var c = Vector256.GreaterThan(v1, v0);
+                var max = Vector256.ConditionalSelect(c, v1, v0);
+                var best = Vector256.ConditionalSelect(c.AsInt32(), i1, i0);
+                c = Vector256.GreaterThan(v2, max);
+                max = Vector256.ConditionalSelect(c, v2, max);
+                best = Vector256.ConditionalSelect(c.AsInt32(), i2, best);
+                c = Vector256.GreaterThan(v3, max);
+                Vector256.ConditionalSelect(c, v3, max).Store(y + o);
+                Vector256.ConditionalSelect(c.AsInt32(), i3, best).Store(arg + o);
+            }
+            for (; o < count; o++)
+            {
+                int i0 = start[o], best = i0;
+                float max = x[i0];
+                if (x[i0 + 1] > max) { max = x[i0 + 1]; best = i0 + 1; }
+                if (x[i0 + w] > max) { max = x[i0 + w]; best = i0 + w; }
+                if (x[i0 + w + 1] > max) { max = x[i0 + w + 1]; best = i0 + w + 1; }
+                y[o] = max;
+                arg[o] = best;
+            }
+        }
     }
 
     /// The common 2x2 window with stride 2, unrolled: the same comparisons in the same order as the

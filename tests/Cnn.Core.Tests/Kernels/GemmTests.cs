@@ -50,7 +50,8 @@ public class GemmTests
     [Theory]
     [InlineData(4, 100, 9)]     // 512-bit passes of 32 columns, a 256-bit pass of 16, a tail of 4
     [InlineData(9, 47, 30)]
-    [InlineData(64, 1100, 288)]
+    [InlineData(64, 1100, 288)]  // packed panels
+    [InlineData(37, 600, 40)]    // packed panels, tiles of 8 and one of 5, a tail of 24 columns
     public void NN_is_bitwise_one_fma_chain_per_element_whatever_the_vector_width(int m, int n, int k)
     {
         // Every path (AVX-512, AVX2, scalar tail) must give each element exactly the chain
@@ -86,6 +87,34 @@ public class GemmTests
             Gemm.NT(a.AsMemory(), b.AsMemory(), actual.AsMemory(), m, n, k, acc);
             AssertClose(expected, actual, k);
         }
+    }
+
+    [Theory]
+    [InlineData(6, 25, 2509)]    // a 4 x 8 tile, 2 rows and 1 column left over, 3 k chunks and a scalar tail
+    [InlineData(8, 16, 7)]       // k shorter than the 8 lanes: no vector part at all
+    [InlineData(13, 19, 1024)]   // exactly one k chunk
+    public void NT_is_bitwise_the_eight_lane_dot_product_whatever_the_tiling(int m, int n, int k)
+    {
+        // Every element must be exactly the dot product of Gemm's definition: lane l sums
+        // p = l, l + 8, ... by FMA, the lanes are added in a fixed tree, then the tail p >= k/8*8
+        // by FMA, whether it came from a tile, a chunked tile or a leftover row or column.
+        var a = Random(m * k, 10);
+        var b = Random(n * k, 11);
+        var actual = Random(m * n, 12);
+        var before = (float[])actual.Clone();
+        Gemm.NT(a.AsMemory(), b.AsMemory(), actual.AsMemory(), m, n, k, accumulate: true);
+        int kv = k / 8 * 8;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                var lane = new float[8];
+                for (int p = 0; p < kv; p++) lane[p % 8] = MathF.FusedMultiplyAdd(a[i * k + p], b[j * k + p], lane[p % 8]);
+                float r = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+                for (int p = kv; p < k; p++) r = MathF.FusedMultiplyAdd(a[i * k + p], b[j * k + p], r);
+                float expected = before[i * n + j] + r;
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual[i * n + j]),
+                    $"element ({i},{j}): {expected} != {actual[i * n + j]}");
+            }
     }
 
     [Fact]
