@@ -151,7 +151,7 @@ static class NetworkBench
                 _reduce = algorithm switch
                 {
                     "star" => new StarAllReduce(c => _next.Tell(c, Self)),
-                    "ring-tcp" => new RingAllReduce(rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send),
+                    "ring-tcp" => new RingAllReduce(rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send, pooled: true),
                     _ => new RingAllReduce(rank, n, c => _next.Tell(c, Self)),
                 };
                 Become(() =>
@@ -159,7 +159,9 @@ static class NetworkBench
                     Receive<GradientChunk>(c =>
                     {
                         if (c.Step > _iteration) { Stash.Stash(); return; }
-                        if (!_reduce.Handle(c)) return;
+                        bool complete = _reduce.Handle(c);
+                        c.Release();   // as the worker does: a data-plane chunk's buffer goes back to the pool
+                        if (!complete) return;
                         _iteration++;
                         if (_iteration == warmup) _clock.Start();
                         if (_iteration == warmup + iterations) { done.TrySetResult(_clock.Elapsed.TotalSeconds); return; }

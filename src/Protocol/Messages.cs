@@ -89,7 +89,27 @@ public sealed record GradientChunk(
     [property: Key(3)] int Segment,
     [property: Key(4)] int Part,
     [property: Key(5)] int Parts,
-    [property: Key(6)] byte[] Payload) : IGenerationMessage;
+    [property: Key(6)] byte[] Payload) : IGenerationMessage
+{
+    /// The bytes of Payload that belong to the chunk when Payload is a buffer rented from
+    /// <see cref="DistTrain.Protocol.Payload.Buffers"/> (the data plane's chunks), or -1 when Payload is
+    /// exactly the chunk. A pooled chunk never goes through a serializer: see <see cref="Exact"/>.
+    [IgnoreMember] public int PooledLength { get; init; } = -1;
+
+    [IgnoreMember] public bool IsPooled => PooledLength >= 0;
+
+    /// The chunk's bytes.
+    [IgnoreMember] public ReadOnlySpan<byte> Bytes => IsPooled ? Payload.AsSpan(0, PooledLength) : Payload;
+
+    /// A copy whose Payload is exactly its bytes, for sending through Akka.Remote.
+    public GradientChunk Exact() => IsPooled ? this with { Payload = Bytes.ToArray(), PooledLength = -1 } : this;
+
+    /// Gives a pooled payload back; the chunk must not be used afterwards. Does nothing for an exact chunk.
+    public void Release()
+    {
+        if (IsPooled) DistTrain.Protocol.Payload.Buffers.Return(Payload);
+    }
+}
 
 /// worker -> coordinator: step done; the parameter hash lets the coordinator check the replicas agree.
 [MessagePackObject]

@@ -181,6 +181,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         Receive<RingChunk>(c =>
         {
             if (c.Chunk.Generation >= _generation) Stash.Stash();
+            else c.Chunk.Release();
         });
         Receive<EvaluateRange>(m => { if (FromCoordinator(m)) Evaluate(m); });
         Receive<RequestModelState>(m => { if (FromCoordinator(m)) SendModelState(m); });
@@ -206,12 +207,16 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void OnChunk(GradientChunk c, bool fromPeer, object from)
     {
-        if (c.Generation < _generation || (c.Generation == _generation && c.Step < _current!.Step)) return;   // stale
-        if (c.Generation > _generation || c.Step > _current!.Step) { Stash.Stash(); return; }
-        if (!fromPeer) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", from); return; }
-        bool done;
-        try { done = _allReduce!.Handle(c); }
-        catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", from, e.Message); return; }
+        if (c.Generation > _generation || (c.Generation == _generation && c.Step > _current!.Step)) { Stash.Stash(); return; }
+        bool done = false;
+        try
+        {
+            if (c.Generation < _generation || c.Step < _current!.Step) return;   // stale
+            if (!fromPeer) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", from); return; }
+            try { done = _allReduce!.Handle(c); }
+            catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", from, e.Message); return; }
+        }
+        finally { c.Release(); }   // a data-plane chunk's buffer goes back to the pool once handled or dropped
         if (done) CompleteStep();
     }
 
@@ -262,7 +267,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
                 // Chunks go to the successor over the data plane, sent as this worker's ring path;
                 // over Akka.Remote when its data plane cannot be reached.
                 var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank], fallback: c => next.Tell(c, self));
-                _allReduce = new RingAllReduce(g.Rank, n, link.Send);
+                _allReduce = new RingAllReduce(g.Rank, n, link.Send, pooled: true);
             }
             else _allReduce = new RingAllReduce(g.Rank, n, c => next.Tell(c, self));
         }

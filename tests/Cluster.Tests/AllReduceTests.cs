@@ -28,13 +28,15 @@ public class AllReduceTests
     /// Runs a ring of n ranks to completion. Each rank's incoming chunks wait in a list; the next
     /// delivery picks a random rank and, with `anyOrder`, a random one of its waiting chunks
     /// (otherwise the oldest, as Akka and the data plane deliver them).
-    static void RingIsExact(int n, int length, ulong seed, bool anyOrder)
+    /// With `pooled`, the ranks send chunks on pooled buffers and each chunk is released right
+    /// after it is handled, as the worker does: a buffer reused too early would corrupt a sum.
+    static void RingIsExact(int n, int length, ulong seed, bool anyOrder, bool pooled = false)
     {
         var inputs = Inputs(n, length, seed);
         var expected = PlainSum(inputs);
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
         var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();   // list r: from r-1 to r
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c))).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c), pooled)).ToArray();
         var done = new bool[n];
         for (int r = 0; r < n; r++) done[r] = rings[r].Start(3, 11, sums[r]);
         var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
@@ -46,7 +48,9 @@ public class AllReduceTests
             var chunk = waiting[r][pick];
             waiting[r].RemoveAt(pick);
             Assert.False(done[r], $"rank {r} got a chunk after completing");
+            Assert.Equal(pooled, chunk.IsPooled);
             done[r] = rings[r].Handle(chunk);
+            chunk.Release();
         }
         Assert.All(done, Assert.True);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
@@ -87,6 +91,28 @@ public class AllReduceTests
     [InlineData(4, 131_072 * 4 + 1)]
     public void Ring_is_exact_when_chunks_between_two_ranks_arrive_out_of_order(int n, int length) =>
         RingIsExact(n, length, (ulong)(n * 31 + length), anyOrder: true);
+
+    [Theory]
+    [InlineData(2, 131_072 * 2 + 5)]
+    [InlineData(4, 131_072 * 4 + 1)]
+    public void Ring_is_exact_with_pooled_chunks_released_as_soon_as_they_are_handled(int n, int length) =>
+        RingIsExact(n, length, (ulong)(n * 17 + length), anyOrder: true, pooled: true);
+
+    [Fact]
+    public void A_pooled_chunk_goes_to_a_serializer_only_as_an_exact_copy()
+    {
+        var values = new long[] { 1, -2, 1L << 50 };
+        var (buffer, bytes) = Payload.RentFromLongs(values);
+        var pooled = new GradientChunk(1, 2, 0, 0, 0, 1, buffer) { PooledLength = bytes };
+        Assert.True(buffer.Length >= bytes);
+        var exact = pooled.Exact();
+        Assert.False(exact.IsPooled);
+        Assert.Equal(Payload.FromLongs(values), exact.Payload);
+        var back = MessagePack.MessagePackSerializer.Deserialize<GradientChunk>(MessagePack.MessagePackSerializer.Serialize(exact));
+        Assert.Equal(exact.Payload, back.Payload);
+        Assert.False(back.IsPooled);
+        pooled.Release();
+    }
 
     [Fact]
     public void A_part_is_passed_on_as_soon_as_it_has_been_added()

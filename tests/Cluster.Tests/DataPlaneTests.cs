@@ -33,7 +33,9 @@ public sealed class DataPlaneTests : IDisposable
             Assert.Equal("akka.tcp://disttrain@10.0.0.2:4054/user/worker#1", got.From);
             Assert.Equal((expected.Generation, expected.Step, expected.Round, expected.Segment, expected.Part, expected.Parts),
                          (got.Chunk.Generation, got.Chunk.Step, got.Chunk.Round, got.Chunk.Segment, got.Chunk.Part, got.Chunk.Parts));
-            Assert.Equal(expected.Payload, got.Chunk.Payload);
+            Assert.True(got.Chunk.IsPooled);   // received into a pooled buffer, released by its receiver
+            Assert.Equal(expected.Payload, got.Chunk.Bytes.ToArray());
+            got.Chunk.Release();
         }
     }
 

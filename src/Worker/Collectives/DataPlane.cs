@@ -95,9 +95,10 @@ public sealed class DataPlane : IDisposable
                     _log($"data plane: closed the connection from {from}: a frame of {length} bytes");
                     return;
                 }
-                var payload = new byte[length];
-                if (!ReadAll(stream, payload)) return;
-                _deliver(from, Decode(header, payload));
+                // Pooled: the receiver releases the chunk once it has added it (or dropped it).
+                var payload = Payload.Buffers.Rent(length);
+                if (!ReadAll(stream, payload.AsSpan(0, length))) { Payload.Buffers.Return(payload); return; }
+                _deliver(from, Decode(header, payload, length));
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // peer gone: membership handles it
@@ -142,13 +143,13 @@ public sealed class DataPlane : IDisposable
         BinaryPrimitives.WriteInt32LittleEndian(h[16..], c.Segment);
         BinaryPrimitives.WriteInt32LittleEndian(h[20..], c.Part);
         BinaryPrimitives.WriteInt32LittleEndian(h[24..], c.Parts);
-        BinaryPrimitives.WriteInt32LittleEndian(h[28..], c.Payload.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(h[28..], c.Bytes.Length);
     }
 
-    static GradientChunk Decode(ReadOnlySpan<byte> h, byte[] payload) => new(
+    static GradientChunk Decode(ReadOnlySpan<byte> h, byte[] payload, int length) => new(
         BinaryPrimitives.ReadInt32LittleEndian(h), BinaryPrimitives.ReadInt64LittleEndian(h[4..]),
         BinaryPrimitives.ReadInt32LittleEndian(h[12..]), BinaryPrimitives.ReadInt32LittleEndian(h[16..]),
-        BinaryPrimitives.ReadInt32LittleEndian(h[20..]), BinaryPrimitives.ReadInt32LittleEndian(h[24..]), payload);
+        BinaryPrimitives.ReadInt32LittleEndian(h[20..]), BinaryPrimitives.ReadInt32LittleEndian(h[24..]), payload) { PooledLength = length };
 
     byte[] Mac(byte[] nonce, byte[] path) => HMACSHA256.HashData(_key, nonce.Concat(path).ToArray());
 
@@ -272,7 +273,7 @@ public sealed class DataPlane : IDisposable
                     Remember(c);
                     Encode(c, header);
                     stream.Write(header);
-                    stream.Write(c.Payload);
+                    stream.Write(c.Bytes);
                 }
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
@@ -290,17 +291,27 @@ public sealed class DataPlane : IDisposable
 
         /// The chunks of the two newest steps this link has written: the successor may still need
         /// the older one (its all-gather can finish after this rank has moved on).
+        /// Keeps the last two steps' chunks for a resend; older ones go back to the pool. Only the
+        /// writer thread touches this list, so a buffer is given back once, after its last write.
         void Remember(GradientChunk c)
         {
-            if (_recent.Count > 0 && _recent[^1].Step != c.Step) _recent.RemoveAll(old => old.Step < c.Step - 1);
+            if (_recent.Count > 0 && _recent[^1].Step != c.Step)
+                _recent.RemoveAll(old =>
+                {
+                    if (old.Step >= c.Step - 1) return false;
+                    old.Release();
+                    return true;
+                });
             _recent.Add(c);
         }
 
+        /// Sends over Akka.Remote, as exact copies: a pooled buffer never reaches a serializer.
+        /// (The pooled originals are left to the GC: the generation is ending anyway.)
         void Fallback(List<GradientChunk> resend)
         {
             if (_fallback is null) return;
-            foreach (var c in resend) _fallback(c);
-            foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c);
+            foreach (var c in resend) _fallback(c.Exact());
+            foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c.Exact());
         }
 
         /// Ends the link with its generation: queued chunks are dropped and the connection closed

@@ -13,7 +13,11 @@ namespace DistTrain.Worker.Collectives;
 /// rounds overlap. Each (segment, part) is one causal chain of messages around the ring: a rank
 /// sees its all-gather copy only after the chain has passed it once with the reduce-scatter
 /// addition, so the result is exact whatever order the transport delivers different chunks in.
-public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> sendToNext) : IAllReduce
+///
+/// With pooled = true the chunks it sends are built on <see cref="Payload.Buffers"/>: the sender
+/// (the data plane) gives them back once written. Chunks it receives may be pooled or not; the
+/// caller releases them after Handle.
+public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> sendToNext, bool pooled = false) : IAllReduce
 {
     long[] _sums = [];
     int _generation;
@@ -49,7 +53,7 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
             throw new InvalidChunkException($"chunk part {chunk.Part} of {chunk.Parts}, expecting parts of {_parts}");
         var (start, length) = Segment(chunk.Segment);
         var (_, n) = Payload.Part(start, length, chunk.Part, _parts);
-        if (chunk.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {chunk.Payload.Length} bytes, expecting {n * 8}");
+        if (chunk.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {chunk.Bytes.Length} bytes, expecting {n * 8}");
         if (_applied[chunk.Round * _parts + chunk.Part]) throw new InvalidChunkException($"duplicate chunk part {chunk.Part} of round {chunk.Round}");
         Apply(chunk);
         return _appliedCount == _applied.Length;
@@ -66,14 +70,19 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
         int segment = SendSegment(round);
         var (start, length) = Segment(segment);
         var (s, n) = Payload.Part(start, length, part, _parts);
-        sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, Payload.FromLongs(_sums.AsSpan(s, n))));
+        if (pooled)
+        {
+            var (buffer, bytes) = Payload.RentFromLongs(_sums.AsSpan(s, n));
+            sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, buffer) { PooledLength = bytes });
+        }
+        else sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, Payload.FromLongs(_sums.AsSpan(s, n))));
     }
 
     void Apply(GradientChunk c)
     {
         var (start, length) = Segment(c.Segment);
         var (s, n) = Payload.Part(start, length, c.Part, _parts);
-        Payload.IntoLongs(c.Payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
+        Payload.IntoLongs(c.Bytes, _sums.AsSpan(s, n), add: !Gathering(c.Round));
         _applied[c.Round * _parts + c.Part] = true;
         _appliedCount++;
         // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)).

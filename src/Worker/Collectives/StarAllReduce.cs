@@ -34,8 +34,8 @@ public sealed class StarAllReduce(Action<GradientChunk> sendToCoordinator) : IAl
             || (uint)c.Part >= (uint)c.Parts || _received[c.Part])
             throw new InvalidChunkException($"unexpected star chunk (generation {c.Generation}, step {c.Step}, round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, _sums.Length, c.Part, c.Parts);
-        if (c.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Payload, _sums.AsSpan(s, n), add: false);
+        if (c.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Bytes.Length} bytes, expecting {n * 8}");
+        Payload.IntoLongs(c.Bytes, _sums.AsSpan(s, n), add: false);
         _received[c.Part] = true;
         return ++_count == _received.Length;
     }
@@ -63,8 +63,8 @@ public sealed class StarReducer(int length, int workers)
         if (c.Round != 0 || c.Parts != parts || (uint)c.Part >= (uint)parts || !_seen.Add((worker, c.Part)))
             throw new InvalidChunkException($"unexpected star chunk from {worker} (round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, length, c.Part, parts);
-        if (c.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Payload, _total.AsSpan(s, n), add: true);
+        if (c.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Bytes.Length} bytes, expecting {n * 8}");
+        Payload.IntoLongs(c.Bytes, _total.AsSpan(s, n), add: true);
         if (_seen.Count < workers * parts) return null;
         var result = new List<GradientChunk>(parts);
         for (int p = 0; p < parts; p++)
