@@ -5,19 +5,23 @@ using System.Text.RegularExpressions;
 
 namespace DistTrain.Bench;
 
-/// End to end: `disttrain train` with N local worker processes on real MNIST; images/s from the
-/// report, and the share of a step spent computing, all-reducing and otherwise (waiting, messages).
+/// End to end: `disttrain train` with N local worker processes on real MNIST. Images/s in steady
+/// state, from the metrics file's step times after the first fifth of the steps (process start,
+/// JIT compilation and connection set-up are not training speed); the whole run's figure from
+/// the report next to it; and the share of a step spent computing, all-reducing and otherwise
+/// (waiting, messages), over the whole run.
 static partial class ClusterBench
 {
-    public sealed record ClusterFigure(string Model, int Workers, int Steps, double ImagesPerSecond, double ComputeShare,
-                                       double ReduceShare, double OtherShare, double WallSeconds);
+    public sealed record ClusterFigure(string Model, int Workers, int Steps, int WarmupSteps, double ImagesPerSecond, double RunImagesPerSecond,
+                                       double ComputeShare, double ReduceShare, double OtherShare, double WallSeconds);
 
     public static ClusterFigure Run(string model, int workers, int steps, string dataDir)
     {
         string report = Path.Combine(Path.GetTempPath(), $"disttrain-bench-{Guid.NewGuid():N}.json");
+        string metrics = Path.ChangeExtension(report, ".jsonl");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
-        foreach (var a in new[] { "train", "--model", model, "--workers", workers.ToString(), "--max-steps", steps.ToString(), "--data", dataDir, "--report", report })
+        foreach (var a in new[] { "train", "--model", model, "--workers", workers.ToString(), "--max-steps", steps.ToString(), "--data", dataDir, "--report", report, "--metrics", metrics, "--progress", "plain" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -27,10 +31,20 @@ static partial class ClusterBench
         if (p.ExitCode != 0) throw new InvalidOperationException($"disttrain train exited {p.ExitCode}: {output}");
         var json = JsonDocument.Parse(File.ReadAllText(report)).RootElement;
         File.Delete(report);
+        int warmup = Math.Max(5, steps / 5);
+        double seconds = 0, images = 0;
+        foreach (var line in File.ReadLines(metrics))
+        {
+            var m = JsonDocument.Parse(line).RootElement;
+            if (m.GetProperty("event").GetString() != "step" || m.GetProperty("step").GetInt64() <= warmup) continue;
+            seconds += 64 / m.GetProperty("images_per_second").GetDouble();   // the step's own time
+            images += 64;
+        }
+        File.Delete(metrics);
         var shares = Shares().Match(output);
         double Share(int g) => shares.Success ? double.Parse(shares.Groups[g].Value, CultureInfo.InvariantCulture) / 100 : double.NaN;
-        return new ClusterFigure(model, workers, steps, json.GetProperty("train_images_per_second").GetDouble(), Share(1), Share(2), Share(3),
-            json.GetProperty("wall_seconds").GetDouble());
+        return new ClusterFigure(model, workers, steps, warmup, Math.Round(images / seconds, 1), json.GetProperty("train_images_per_second").GetDouble(),
+            Share(1), Share(2), Share(3), json.GetProperty("wall_seconds").GetDouble());
     }
 
     [GeneratedRegex(@"step time (\d+) % compute, (\d+) % all-reduce, (\d+) % other")]

@@ -121,16 +121,17 @@ if (only.Contains("cluster"))
         return 2;
     }
     var figures = new List<object>();
-    foreach (var (model, steps) in new[] { ("lenet5", quick ? 100 : 400), ("mnist-cnn", quick ? 20 : 60) })
+    foreach (var (model, steps) in new[] { ("lenet5", quick ? 100 : 400), ("mnist-cnn", quick ? 40 : 150) })
         foreach (int w in new[] { 1, 2, 4 })
         {
             var f = ClusterBench.Run(model, w, steps, dataDir);
             figures.Add(new
             {
-                model = f.Model, workers = f.Workers, steps = f.Steps, batch = 64, images_per_second = f.ImagesPerSecond,
+                model = f.Model, workers = f.Workers, steps = f.Steps, warmup_steps = f.WarmupSteps, batch = 64,
+                images_per_second = f.ImagesPerSecond, run_images_per_second = f.RunImagesPerSecond,
                 compute_share = f.ComputeShare, allreduce_share = f.ReduceShare, other_share = f.OtherShare, wall_seconds = f.WallSeconds,
             });
-            Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0})");
+            Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s steady, {f.RunImagesPerSecond:F0} over the run (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0})");
         }
     result["cluster"] = figures;
 }
