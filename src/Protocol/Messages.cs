@@ -16,7 +16,8 @@ public static class ProtocolVersion
 {
     /// 2: StartGeneration carries the step the generation starts at (replicas ahead of it roll back).
     /// 3: workers announce a data-plane port; StartGeneration carries the ring's data endpoints.
-    public const int Current = 3;
+    /// 4: StepCompleted carries XxHash128 of the parameters instead of SHA-256 (8x faster per step).
+    public const int Current = 4;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -111,7 +112,9 @@ public sealed record GradientChunk(
     }
 }
 
-/// worker -> coordinator: step done; the parameter hash lets the coordinator check the replicas agree.
+/// worker -> coordinator: step done; the parameter hash (XxHash128 of the float32 parameters,
+/// little-endian, in hex: <see cref="DistTrain.Cnn.Training.ParameterHash.ReplicaHex"/>) lets the
+/// coordinator check the replicas agree.
 [MessagePackObject]
 public sealed record StepCompleted(
     [property: Key(0)] int Generation,
@@ -119,7 +122,7 @@ public sealed record StepCompleted(
     [property: Key(2)] double LossSum,
     [property: Key(3)] long Correct,
     [property: Key(4)] long Samples,
-    [property: Key(5)] string ParameterSha256,
+    [property: Key(5)] string ParameterHash,
     [property: Key(6)] double ComputeSeconds,
     [property: Key(7)] double ReduceSeconds,
     [property: Key(8)] bool Diverged) : IGenerationMessage;

@@ -344,7 +344,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _nextStep = m.Step + 1;
         _optimizer.Step(_model.Parameters, _model.Gradients, (float)_schedule.At(m.Step));
         _coordinator.Tell(new StepCompleted(m.Generation, m.Step, _currentStats.LossSum, _currentStats.Correct, _currentStats.Samples,
-            ParameterHash.Sha256Hex(_model.Parameters), _computeSeconds, reduceSeconds, _currentDiverged), Self);
+            ParameterHash.ReplicaHex(_model.Parameters), _computeSeconds, reduceSeconds, _currentDiverged), Self);
         _current = null;
         Become(Ready);
         Stash.UnstashAll();

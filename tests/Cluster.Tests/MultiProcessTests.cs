@@ -64,13 +64,15 @@ public sealed class MultiProcessTests : IDisposable
     public void A_worker_process_killed_mid_run_is_replaced_by_a_later_one_and_the_result_is_the_fault_free_one()
     {
         var data = WriteData();
-        var (refExit, refOutput, reference) = Train(data, "--workers", "2", "--in-process", "--max-steps", "200");
+        // 40 epochs of 10 steps: long enough that the replacement, started right after the kill,
+        // joins before the end even though the survivors train on during its start-up.
+        var (refExit, refOutput, reference) = Train(data, "--workers", "2", "--in-process", "--epochs", "40", "--max-steps", "400");
         Assert.True(refExit == 0, refOutput);
 
         var report = Path.Combine(_dir, "chaos.json");
         int port = FreePort();
         const string token = "multi-process-test-token";
-        var psi = Disttrain(["train", "--data", data, "--seed", "5", "--max-steps", "200", "--workers", "3", "--port", port.ToString(), "--report", report]);
+        var psi = Disttrain(["train", "--data", data, "--seed", "5", "--epochs", "40", "--max-steps", "400", "--workers", "3", "--port", port.ToString(), "--report", report]);
         psi.Environment["DISTTRAIN_JOB_TOKEN"] = token;
         using var coordinator = Process.Start(psi)!;
         var output = new System.Text.StringBuilder();

@@ -48,14 +48,14 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         coordinator.Send(worker, new RunStep(2, 0, 0, 2, [], []));
         var redone = coordinator.ExpectMsg<StepCompleted>(Patience);
         Assert.Equal((2, 0L), (redone.Generation, redone.Step));
-        Assert.Equal(first.ParameterSha256, redone.ParameterSha256);   // applied once, not twice
+        Assert.Equal(first.ParameterHash, redone.ParameterHash);   // applied once, not twice
 
         // A generation that starts after the committed step does not roll back.
         coordinator.Send(worker, new StartGeneration(3, Ring(worker), 0, 1));
         coordinator.Send(worker, new RunStep(3, 1, 0, 2, [], []));
         var next = coordinator.ExpectMsg<StepCompleted>(Patience);
         Assert.Equal(1L, next.Step);
-        Assert.NotEqual(first.ParameterSha256, next.ParameterSha256);
+        Assert.NotEqual(first.ParameterHash, next.ParameterHash);
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         var twin = AcceptedWorker(control, "twin");
         control.Send(twin, new StartGeneration(1, Ring(twin), 0, 0));
         control.Send(twin, new RunStep(1, 0, 0, 2, [], []));
-        Assert.Equal(control.ExpectMsg<StepCompleted>(Patience).ParameterSha256, done.ParameterSha256);
+        Assert.Equal(control.ExpectMsg<StepCompleted>(Patience).ParameterHash, done.ParameterHash);
     }
 
     [Fact]
@@ -102,7 +102,7 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
             peer.ExpectMsg<GradientChunk>(Patience);                   // round 1: the reduced segment 1
             peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
-            return peer.ExpectMsg<StepCompleted>(Patience).ParameterSha256;
+            return peer.ExpectMsg<StepCompleted>(Patience).ParameterHash;
         }
         Assert.Equal(Run("honest-ring", forge: false), Run("forged-ring", forge: true));
     }
@@ -132,7 +132,7 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             peer.Send(worker, Deliver(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half]))));
             peer.ExpectMsg<GradientChunk>(Patience);
             peer.Send(worker, Deliver(new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8])));
-            return peer.ExpectMsg<StepCompleted>(Patience).ParameterSha256;
+            return peer.ExpectMsg<StepCompleted>(Patience).ParameterHash;
         }
         string overAkka = Run("akka-ring", viaDataPlane: false, forge: false);
         Assert.Equal(overAkka, Run("plane-ring", viaDataPlane: true, forge: false));

@@ -105,7 +105,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _work = new StepWork(settings.Plan, settings.Data.Train.Count);
         _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
         _schedule = settings.Plan.CreateSchedule(settings.Data.Train.Count);
-        _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
+        _lastHash = ParameterHash.ReplicaHex(_model.Parameters);
         if (Context.System is ExtendedActorSystem { Provider: Akka.Cluster.ClusterActorRefProvider }) _cluster = Akka.Cluster.Cluster.Get(Context.System);
     }
 
@@ -269,7 +269,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _redone += lostSteps;
         _step = _syncedStep;
         _epochStats = _syncedEpochStats;
-        _lastHash = ParameterHash.Sha256Hex(_model.Parameters);
+        _lastHash = ParameterHash.ReplicaHex(_model.Parameters);
         _observer.Log($"no worker left: training resumes from step {_step} ({lostSteps} step(s) to redo) when a worker joins; " +
                       $"waiting up to {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
         WaitForWorkers();
@@ -412,15 +412,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Finish(fetchState: false);
             return;
         }
-        if (all.Select(x => x.ParameterSha256).Distinct().Count() != 1)
+        if (all.Select(x => x.ParameterHash).Distinct().Count() != 1)
         {
             _consistent = false;
             _status = "failed";
-            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterSha256[..Math.Min(12, p.Value.ParameterSha256.Length)]}"));
+            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterHash[..Math.Min(12, p.Value.ParameterHash.Length)]}"));
             Finish(fetchState: false);
             return;
         }
-        _lastHash = all[0].ParameterSha256;
+        _lastHash = all[0].ParameterHash;
         int epoch = _work.EpochOf(_step);
         _step++;
         _epochStats += stats;
@@ -499,7 +499,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             try { if (!_incoming!.Add(m)) return; }
             catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
             _incoming = null;
-            if (ParameterHash.Sha256Hex(_model.Parameters) != _lastHash)
+            if (ParameterHash.ReplicaHex(_model.Parameters) != _lastHash)
             {
                 _consistent = false;
                 _status = "failed";
@@ -522,7 +522,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         foreach (var w in _workers.Concat(_joiners)) w.Ref.Tell(new JobFinished(_status));
-        _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, _lastHash, _consistent,
+        // The result is named by SHA-256 of the parameters of the last step, which the coordinator
+        // holds once it has fetched them; a run that failed before that has no result to name.
+        string sha256 = _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
+        _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, sha256, _consistent,
             _workers.Count, _failures, _redone, _trainSeconds, _trainedImages));
         Become(Finished);
     }
