@@ -66,10 +66,13 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     public IStash Stash { get; set; } = null!;
 
+    readonly Action<Layer> _layerDone;   // LayerDone, made once: a step allocates nothing for it
+
     public WorkerActor(Settings settings, Action<string?>? stopped)
     {
         _settings = settings;
         _stopped = stopped;
+        _layerDone = LayerDone;
         Registering();
     }
 
@@ -313,23 +316,40 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         float scale = 1f / _plan.GlobalBatch;
         _currentStats = new BatchStats();
         _currentDiverged = false;
+        _allReduce!.Begin(m.Generation, m.Step, _sums);
         for (int first = 0; first < ids.Length && !_currentDiverged; first += _plan.MicroBatch)
         {
             int n = Math.Min(_plan.MicroBatch, ids.Length - first);
             _model.ZeroGradients();
             var microIds = ids.Slice(first, n);
-            _currentStats += _computer.Accumulate(data, rows.Slice(first, n), new BatchContext(true, _plan.Seed, epoch, m.Step, microIds), scale);
-            _currentDiverged = !FixedPointGradient.Accumulate(_model.Gradients, _sums) || !double.IsFinite(_currentStats.LossSum);
+            // The last micro-batch hands each layer's gradient to the all-reduce as soon as the
+            // backward pass has finished it (the last layers first), overlapping communication
+            // with the backward pass of the earlier layers.
+            bool last = first + n >= ids.Length;
+            _currentStats += _computer.Accumulate(data, rows.Slice(first, n), new BatchContext(true, _plan.Seed, epoch, m.Step, microIds), scale,
+                                                  last ? _layerDone : null);
+            if (!last) _currentDiverged = !FixedPointGradient.Accumulate(_model.Gradients, _sums);
+            _currentDiverged |= !double.IsFinite(_currentStats.LossSum);
         }
         _computeSeconds = clock.Elapsed.TotalSeconds;
         _reduceClock.Restart();
-        if (_allReduce!.Start(m.Generation, m.Step, _sums)) CompleteStep();
+        if (_allReduce.Ready(0)) CompleteStep();
         else
         {
             Become(Reducing);
             // A faster peer's chunks for this step may have arrived before RunStep and been stashed.
             Stash.UnstashAll();
         }
+    }
+
+    /// After a layer's backward pass in a step's last micro-batch: its slice of the gradient goes
+    /// into the fixed-point sum and, from then on, to the all-reduce.
+    void LayerDone(Layer layer)
+    {
+        if (layer.ParameterCount == 0) return;
+        int offset = layer.ParameterOffset, count = layer.ParameterCount;
+        if (!FixedPointGradient.Accumulate(_model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count))) _currentDiverged = true;
+        _allReduce!.Ready(offset);
     }
 
     void CompleteStep()

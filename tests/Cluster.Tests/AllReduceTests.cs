@@ -114,6 +114,79 @@ public class AllReduceTests
         pooled.Release();
     }
 
+    /// The overlapped step: each rank's contribution arrives layer by layer from the end of the
+    /// vector (Ready after each), interleaved at random with chunk deliveries in any order. Sums
+    /// start at zero and the contribution is added as it becomes ready, as the worker does.
+    [Theory]
+    [InlineData(2, 131_072 * 2 + 5, 1)]
+    [InlineData(3, 131_072 * 3 + 7, 2)]
+    [InlineData(4, 131_072 * 4 + 1, 3)]
+    [InlineData(2, 1000, 4)]
+    public void Ring_is_exact_when_contributions_become_ready_layer_by_layer_during_the_reduce(int n, int length, ulong seed)
+    {
+        var inputs = Inputs(n, length, seed);
+        var expected = PlainSum(inputs);
+        var sums = Enumerable.Range(0, n).Select(_ => new long[length]).ToArray();
+        var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c), pooled: true)).ToArray();
+        var rng = new DistTrain.Cnn.DeterministicRandom(seed);
+        // Layer boundaries, the same on every rank (one model): ready from the end, one layer at a time.
+        var cuts = Enumerable.Range(0, 6).Select(_ => rng.NextInt(length)).Append(0).Distinct().OrderByDescending(c => c).ToArray();
+        var readyUpTo = Enumerable.Repeat(length, n).ToArray();
+        var nextCut = new int[n];
+        var done = new bool[n];
+        for (int r = 0; r < n; r++) rings[r].Begin(3, 11, sums[r]);
+        while (!done.All(d => d))
+        {
+            var canReady = Enumerable.Range(0, n).Where(r => nextCut[r] < cuts.Length).ToArray();
+            var canDeliver = Enumerable.Range(0, n).Where(r => waiting[r].Count > 0).ToArray();
+            Assert.True(canReady.Length + canDeliver.Length > 0, "the ring stalled");
+            if (canDeliver.Length == 0 || (canReady.Length > 0 && rng.NextInt(2) == 0))
+            {
+                int r = canReady[rng.NextInt(canReady.Length)];
+                int cut = cuts[nextCut[r]++];
+                for (int i = cut; i < readyUpTo[r]; i++) sums[r][i] += inputs[r][i];
+                readyUpTo[r] = cut;
+                done[r] = rings[r].Ready(cut);
+            }
+            else
+            {
+                int r = canDeliver[rng.NextInt(canDeliver.Length)];
+                int pick = rng.NextInt(waiting[r].Count);
+                var chunk = waiting[r][pick];
+                waiting[r].RemoveAt(pick);
+                Assert.False(done[r], $"rank {r} got a chunk after completing");
+                done[r] = rings[r].Handle(chunk);
+                chunk.Release();
+            }
+        }
+        Assert.All(waiting, w => Assert.Empty(w));
+        for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
+    }
+
+    [Fact]
+    public void Nothing_leaves_a_rank_before_its_contribution_to_it_is_ready()
+    {
+        var sent = new List<GradientChunk>();
+        var ring = new RingAllReduce(0, 2, sent.Add);
+        var sums = new long[10];
+        ring.Begin(1, 1, sums);
+        Assert.Empty(sent);
+        // The predecessor's round-0 chunk (segment 1 = elements 5..9) is added at once but held.
+        Assert.False(ring.Handle(new GradientChunk(1, 1, 0, 1, 0, 1, Payload.FromLongs([1, 2, 3, 4, 5]))));
+        Assert.Empty(sent);
+        Assert.Equal(new long[] { 0, 0, 0, 0, 0, 1, 2, 3, 4, 5 }, sums);
+        // Elements 5.. ready: segment 1 (with this rank's 10s) goes on in round 1; segment 0 is not ready yet.
+        for (int i = 5; i < 10; i++) sums[i] += 10;
+        Assert.False(ring.Ready(5));
+        var forwarded = Assert.Single(sent);
+        Assert.Equal((1, 1), (forwarded.Round, forwarded.Segment));
+        Assert.Equal(Payload.FromLongs([11, 12, 13, 14, 15]), forwarded.Payload);
+        // Everything ready: this rank's own segment 0 leaves in round 0.
+        Assert.False(ring.Ready(0));
+        Assert.Equal((0, 0), (sent[1].Round, sent[1].Segment));
+    }
+
     [Fact]
     public void A_part_is_passed_on_as_soon_as_it_has_been_added()
     {

@@ -89,10 +89,16 @@ public sealed class Model
     }
 
     /// Back-propagates the loss gradient; parameter gradients are ADDED to <see cref="Gradients"/>.
-    public void Backward(Tensor gradOutput)
+    /// `layerDone` is called after each layer, last first: from then on that layer's slice of the
+    /// gradient is final, which lets a distributed step start sending it while earlier layers compute.
+    public void Backward(Tensor gradOutput, Action<Layer>? layerDone = null)
     {
         var g = gradOutput;
-        for (int i = Layers.Count - 1; i >= 0; i--) g = Layers[i].Backward(g);
+        for (int i = Layers.Count - 1; i >= 0; i--)
+        {
+            g = Layers[i].Backward(g);
+            layerDone?.Invoke(Layers[i]);
+        }
     }
 
     public void ZeroGradients() => Array.Clear(Gradients);

@@ -16,12 +16,13 @@ public sealed class GradientComputer(Model model, ILoss loss)
     public Model Model => model;
     public ILoss Loss => loss;
 
-    /// Adds gradScale * d(sum of losses)/d(parameters) over the samples into Model.Gradients.
-    public BatchStats Accumulate(Dataset data, ReadOnlyMemory<int> sampleIds, in BatchContext context, float gradScale)
+    /// Adds gradScale * d(sum of losses)/d(parameters) over the samples into Model.Gradients;
+    /// `layerDone` as in <see cref="Model.Backward"/>.
+    public BatchStats Accumulate(Dataset data, ReadOnlyMemory<int> sampleIds, in BatchContext context, float gradScale, Action<Layer>? layerDone = null)
     {
         var logits = ForwardBatch(data, sampleIds, context);
         double lossSum = loss.Compute(logits, _labels.AsSpan(0, sampleIds.Length), _gradLogits, gradScale, out int correct);
-        model.Backward(_gradLogits);
+        model.Backward(_gradLogits, layerDone);
         return new BatchStats(lossSum, correct, sampleIds.Length);
     }
 

@@ -14,6 +14,12 @@ namespace DistTrain.Worker.Collectives;
 /// sees its all-gather copy only after the chain has passed it once with the reduce-scatter
 /// addition, so the result is exact whatever order the transport delivers different chunks in.
 ///
+/// Overlapped with the backward pass: between Begin and Ready(0) only the parts whose elements
+/// hold this rank's whole contribution are sent (round 0 of its own segment as they become ready,
+/// and any part it has to pass on); a chunk that arrives earlier is added at once and passed on
+/// when its part becomes ready. Additions commute, so the total is the same exact integers. A final
+/// value can only come back after this rank has passed the part on, hence after it was ready.
+///
 /// With pooled = true the chunks it sends are built on <see cref="Payload.Buffers"/>: the sender
 /// (the data plane) gives them back once written. Chunks it receives may be pooled or not; the
 /// caller releases them after Handle.
@@ -25,21 +31,53 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
     int _parts;
     bool[] _applied = [];   // [round * _parts + part]
     int _appliedCount;
+    int _readyFrom;         // _sums[_readyFrom..] hold this rank's whole contribution
+    bool[] _sentFirst = []; // round 0, by part
+    readonly List<(int Round, int Part)> _held = [];   // parts to pass on once they are ready
 
     int Rounds => 2 * (size - 1);
 
     public bool Start(int generation, long step, long[] sums)
     {
+        Begin(generation, step, sums);
+        return Ready(0);
+    }
+
+    public void Begin(int generation, long step, long[] sums)
+    {
         _sums = sums;
         _generation = generation;
         _step = step;
-        if (size == 1) return true;
+        _readyFrom = sums.Length;
+        _held.Clear();
+        if (size == 1) return;
         int longest = (int)((sums.LongLength + size - 1) / size);
         _parts = Payload.Parts(longest, 8);
         _applied = new bool[Rounds * _parts];
         _appliedCount = 0;
-        for (int p = 0; p < _parts; p++) Send(0, p);
-        return false;
+        _sentFirst = new bool[_parts];
+    }
+
+    public bool Ready(int from)
+    {
+        if (from < _readyFrom)
+        {
+            _readyFrom = Math.Max(0, from);
+            if (size > 1)
+            {
+                for (int p = 0; p < _parts; p++)
+                    if (!_sentFirst[p] && IsReady(SendSegment(0), p)) { _sentFirst[p] = true; Send(0, p); }
+                for (int i = 0; i < _held.Count; i++)
+                    if (IsReady(SendSegment(_held[i].Round), _held[i].Part)) { Send(_held[i].Round, _held[i].Part); _held.RemoveAt(i--); }
+            }
+        }
+        return size == 1 ? _readyFrom == 0 : _appliedCount == _applied.Length;
+    }
+
+    bool IsReady(int segment, int part)
+    {
+        var (start, length) = Segment(segment);
+        return Payload.Part(start, length, part, _parts).Start >= _readyFrom;
     }
 
     public bool Handle(GradientChunk chunk)
@@ -85,7 +123,12 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
         Payload.IntoLongs(c.Bytes, _sums.AsSpan(s, n), add: !Gathering(c.Round));
         _applied[c.Round * _parts + c.Part] = true;
         _appliedCount++;
-        // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)).
-        if (c.Round + 1 < Rounds) Send(c.Round + 1, c.Part);
+        // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)),
+        // once this rank's own contribution to it is in.
+        if (c.Round + 1 < Rounds)
+        {
+            if (IsReady(c.Segment, c.Part)) Send(c.Round + 1, c.Part);
+            else _held.Add((c.Round + 1, c.Part));
+        }
     }
 }

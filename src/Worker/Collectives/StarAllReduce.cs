@@ -12,18 +12,34 @@ public sealed class StarAllReduce(Action<GradientChunk> sendToCoordinator) : IAl
     bool[] _received = [];
     int _count;
 
+    bool _sent;
+
     public bool Start(int generation, long step, long[] sums)
+    {
+        Begin(generation, step, sums);
+        return Ready(0);
+    }
+
+    public void Begin(int generation, long step, long[] sums)
     {
         _sums = sums;
         _generation = generation;
         _step = step;
-        int parts = Payload.Parts(sums.Length, 8);
-        _received = new bool[parts];
+        _received = new bool[Payload.Parts(sums.Length, 8)];
         _count = 0;
+        _sent = false;
+    }
+
+    /// The star sends the whole sum at once, when all of it is ready.
+    public bool Ready(int from)
+    {
+        if (from > 0 || _sent) return false;
+        _sent = true;
+        int parts = _received.Length;
         for (int p = 0; p < parts; p++)
         {
-            var (s, n) = Payload.Part(0, sums.Length, p, parts);
-            sendToCoordinator(new GradientChunk(generation, step, 0, 0, p, parts, Payload.FromLongs(sums.AsSpan(s, n))));
+            var (s, n) = Payload.Part(0, _sums.Length, p, parts);
+            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, Payload.FromLongs(_sums.AsSpan(s, n))));
         }
         return false;
     }
