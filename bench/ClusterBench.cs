@@ -43,7 +43,8 @@ static partial class ClusterBench
         File.Delete(metrics);
         var shares = Shares().Match(output);
         double Share(int g) => shares.Success ? double.Parse(shares.Groups[g].Value, CultureInfo.InvariantCulture) / 100 : double.NaN;
-        return new ClusterFigure(model, workers, steps, warmup, Math.Round(images / seconds, 1), json.GetProperty("train_images_per_second").GetDouble(),
+        double run = json.GetProperty("train_images_per_second").GetDouble();
+        return new ClusterFigure(model, workers, steps, warmup, seconds > 0 ? Math.Round(images / seconds, 1) : run, run,
             Share(1), Share(2), Share(3), json.GetProperty("wall_seconds").GetDouble());
     }
 

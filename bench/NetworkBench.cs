@@ -159,8 +159,9 @@ static class NetworkBench
                     Receive<GradientChunk>(c =>
                     {
                         if (c.Step > _iteration) { Stash.Stash(); return; }
-                        bool complete = _reduce.Handle(c);
-                        c.Release();   // as the worker does: a data-plane chunk's buffer goes back to the pool
+                        bool complete;
+                        try { complete = _reduce.Handle(c); }
+                        finally { c.Release(); }   // as the worker does: a data-plane chunk's buffer goes back to the pool
                         if (!complete) return;
                         _iteration++;
                         if (_iteration == warmup) _clock.Start();

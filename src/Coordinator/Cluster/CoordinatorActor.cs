@@ -523,8 +523,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         foreach (var w in _workers.Concat(_joiners)) w.Ref.Tell(new JobFinished(_status));
         // The result is named by SHA-256 of the parameters of the last step, which the coordinator
-        // holds once it has fetched them; a run that failed before that has no result to name.
-        string sha256 = _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
+        // holds once it has fetched and checked them; a run that failed before that (or whose
+        // fetched parameters failed the check) has no result to name.
+        string sha256 = _consistent && _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
         _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, sha256, _consistent,
             _workers.Count, _failures, _redone, _trainSeconds, _trainedImages));
         Become(Finished);

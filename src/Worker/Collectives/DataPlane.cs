@@ -305,13 +305,21 @@ public sealed class DataPlane : IDisposable
             _recent.Add(c);
         }
 
-        /// Sends over Akka.Remote, as exact copies: a pooled buffer never reaches a serializer.
-        /// (The pooled originals are left to the GC: the generation is ending anyway.)
+        /// Sends over Akka.Remote, as exact copies: a pooled buffer never reaches a serializer, and
+        /// goes back to the pool once copied (this runs on the writer thread, the buffers' last user).
         void Fallback(List<GradientChunk> resend)
         {
             if (_fallback is null) return;
-            foreach (var c in resend) _fallback(c.Exact());
-            foreach (var c in _queue.GetConsumingEnumerable()) _fallback(c.Exact());
+            foreach (var c in resend) Forward(c);
+            resend.Clear();
+            foreach (var c in _queue.GetConsumingEnumerable()) Forward(c);
+        }
+
+        void Forward(GradientChunk c)
+        {
+            var exact = c.Exact();
+            c.Release();
+            _fallback!(exact);
         }
 
         /// Ends the link with its generation: queued chunks are dropped and the connection closed
