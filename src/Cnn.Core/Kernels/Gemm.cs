@@ -78,11 +78,6 @@ public static unsafe class Gemm
         }
     }
 
-    /// Span form, single-threaded.
-    public static void NN(ReadOnlySpan<float> a, int aRowStride, int aColStride, ReadOnlySpan<float> b,
-                          Span<float> c, int m, int n, int k, bool accumulate)
-        => NNBlock(a, aRowStride, aColStride, b, c, 0, m, 0, n, n, k, accumulate);
-
     static void NNBlock(ReadOnlySpan<float> aSpan, int ars, int acs, ReadOnlySpan<float> bSpan, Span<float> cSpan,
                         int i0, int i1, int j0, int j1, int n, int k, bool accumulate)
     {
@@ -227,11 +222,6 @@ public static unsafe class Gemm
         (job.A, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, b, c, m, n, k, accumulate);
         Parallelism.For((n + NTCols - 1) / NTCols, work, job);
         (job.A, job.B, job.C) = (default, default, default);
-    }
-
-    public static void NT(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate)
-    {
-        for (int j = 0; j < n; j += NTCols) NTBlock(a, b, c, m, j, Math.Min(n, j + NTCols), n, k, accumulate);
     }
 
     /// Columns j0..j1 (at most 8) of every row of C.

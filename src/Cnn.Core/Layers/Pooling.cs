@@ -38,8 +38,7 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
         Span<float> y = output.Span;
         if (Size == 2 && Stride == 2)
         {
-            if (Avx2.IsSupported) Forward2x2Vector(x, y, WindowStarts(planes, input.H, input.W, oh, ow), _argmax, input.W);
-            else Forward2x2(x, y, _argmax, planes, input.H, input.W, oh, ow);
+            Forward2x2(x, y, WindowStarts(planes, input.H, input.W, oh, ow), _argmax, input.W);
             return output;
         }
         for (int p = 0; p < planes; p++)
@@ -66,7 +65,7 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
     int[] _starts = [];
     int _startsCount = -1;
 
-    /// The input index of each 2x2 window's top-left element, for the vector path; made once per batch size.
+    /// The input index of each 2x2 window's top-left element; made once per batch size.
     int[] WindowStarts(int planes, int h, int w, int oh, int ow)
     {
         int count = planes * oh * ow;
@@ -79,10 +78,10 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
         return _starts;
     }
 
-    /// 2x2 windows, stride 2, eight windows at a time: gathers the four elements of each window and
-    /// makes the comparisons of the scalar loop (strict >, in the same order) lane by lane, so the
-    /// maxima and the first argmax are the same bits.
-    static unsafe void Forward2x2Vector(ReadOnlySpan<float> xSpan, Span<float> ySpan, ReadOnlySpan<int> startSpan, Span<int> argSpan, int w)
+    /// 2x2 windows, stride 2, eight windows at a time where the CPU has AVX2 gathers: gathers the
+    /// four elements of each window and makes the comparisons of the scalar loop below (strict >,
+    /// in the same order) lane by lane, so the maxima and the first argmax are the same bits.
+    static unsafe void Forward2x2(ReadOnlySpan<float> xSpan, Span<float> ySpan, ReadOnlySpan<int> startSpan, Span<int> argSpan, int w)
     {
         int count = ySpan.Length;
         fixed (float* x = xSpan)
@@ -94,24 +93,25 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
             var down = Vector256.Create(w);
             var diagonal = Vector256.Create(w + 1);
             int o = 0;
-            for (; o + 8 <= count; o += 8)
-            {
-                var i0 = Vector256.Load(start + o);
-                Vector256<int> i1 = i0 + right, i2 = i0 + down, i3 = i0 + diagonal;
-                var v0 = Avx2.GatherVector256(x, i0, 4);
-                var v1 = Avx2.GatherVector256(x, i1, 4);
-                var v2 = Avx2.GatherVector256(x, i2, 4);
-                var v3 = Avx2.GatherVector256(x, i3, 4);
-                var c = Vector256.GreaterThan(v1, v0);
-                var max = Vector256.ConditionalSelect(c, v1, v0);
-                var best = Vector256.ConditionalSelect(c.AsInt32(), i1, i0);
-                c = Vector256.GreaterThan(v2, max);
-                max = Vector256.ConditionalSelect(c, v2, max);
-                best = Vector256.ConditionalSelect(c.AsInt32(), i2, best);
-                c = Vector256.GreaterThan(v3, max);
-                Vector256.ConditionalSelect(c, v3, max).Store(y + o);
-                Vector256.ConditionalSelect(c.AsInt32(), i3, best).Store(arg + o);
-            }
+            if (Avx2.IsSupported)
+                for (; o + 8 <= count; o += 8)
+                {
+                    var i0 = Vector256.Load(start + o);
+                    Vector256<int> i1 = i0 + right, i2 = i0 + down, i3 = i0 + diagonal;
+                    var v0 = Avx2.GatherVector256(x, i0, 4);
+                    var v1 = Avx2.GatherVector256(x, i1, 4);
+                    var v2 = Avx2.GatherVector256(x, i2, 4);
+                    var v3 = Avx2.GatherVector256(x, i3, 4);
+                    var c = Vector256.GreaterThan(v1, v0);
+                    var max = Vector256.ConditionalSelect(c, v1, v0);
+                    var best = Vector256.ConditionalSelect(c.AsInt32(), i1, i0);
+                    c = Vector256.GreaterThan(v2, max);
+                    max = Vector256.ConditionalSelect(c, v2, max);
+                    best = Vector256.ConditionalSelect(c.AsInt32(), i2, best);
+                    c = Vector256.GreaterThan(v3, max);
+                    Vector256.ConditionalSelect(c, v3, max).Store(y + o);
+                    Vector256.ConditionalSelect(c.AsInt32(), i3, best).Store(arg + o);
+                }
             for (; o < count; o++)
             {
                 int i0 = start[o], best = i0;
@@ -121,41 +121,6 @@ public sealed class MaxPool2D(int size, int? stride = null) : Pool2D(size, strid
                 if (x[i0 + w + 1] > max) { max = x[i0 + w + 1]; best = i0 + w + 1; }
                 y[o] = max;
                 arg[o] = best;
-            }
-        }
-    }
-
-    /// The common 2x2 window with stride 2, unrolled: the same comparisons in the same order as the
-    /// general loop (strict >, row by row), so the same maxima and the same first argmax.
-    static unsafe void Forward2x2(ReadOnlySpan<float> xSpan, Span<float> ySpan, Span<int> argSpan, int planes, int h, int w, int oh, int ow)
-    {
-        fixed (float* x = xSpan)
-        fixed (float* y = ySpan)
-        fixed (int* arg = argSpan)
-        {
-            int o = 0;
-            for (int p = 0; p < planes; p++)
-            {
-                int inBase = p * h * w;
-                for (int oy = 0; oy < oh; oy++)
-                {
-                    int row = inBase + 2 * oy * w;
-                    for (int ox = 0; ox < ow; ox++, o++)
-                    {
-                        // Branch-free selects: the winner of each window is unpredictable.
-                        int i0 = row + 2 * ox, i2 = i0 + w;
-                        float v0 = x[i0], v1 = x[i0 + 1], v2 = x[i2], v3 = x[i2 + 1];
-                        bool c1 = v1 > v0;
-                        float max = c1 ? v1 : v0;
-                        int best = c1 ? i0 + 1 : i0;
-                        bool c2 = v2 > max;
-                        max = c2 ? v2 : max;
-                        best = c2 ? i2 : best;
-                        bool c3 = v3 > max;
-                        y[o] = c3 ? v3 : max;
-                        arg[o] = c3 ? i2 + 1 : best;
-                    }
-                }
             }
         }
     }
