@@ -1,29 +1,8 @@
-using DistTrain.Cnn.Training;
-
 namespace DistTrain.Worker;
 
-/// Which samples a step's micro-batches hold: a pure function of (plan, step), the same in every
-/// process, so a worker with the data reads them itself and the coordinator can ship them.
-public sealed class StepWork(TrainingPlan plan, int trainCount)
+/// How the coordinator cuts work among workers: micro-batch runs of a step and pieces of the test split.
+public static class StepWork
 {
-    readonly int[] _order = new int[trainCount];
-    int _orderEpoch = -1;
-
-    public int StepsPerEpoch { get; } = EpochOrder.StepsPerEpoch(trainCount, plan.GlobalBatch);
-
-    public int EpochOf(long step) => (int)(step / StepsPerEpoch);
-
-    /// The dataset indices of micro-batches [first, first + count) of global step `step`.
-    public ReadOnlyMemory<int> Samples(long step, int firstMicroBatch, int microBatches)
-    {
-        int epoch = EpochOf(step);
-        if (epoch != _orderEpoch) { EpochOrder.Fill(plan.Seed, epoch, _order); _orderEpoch = epoch; }
-        int batchStart = (int)(step % StepsPerEpoch) * plan.GlobalBatch;
-        int from = firstMicroBatch * plan.MicroBatch;
-        int to = Math.Min(plan.GlobalBatch, (firstMicroBatch + microBatches) * plan.MicroBatch);
-        return _order.AsMemory(batchStart + from, Math.Max(0, to - from));
-    }
-
     /// Cuts the test split into pieces whose shipped pixels fit one message, and gives each worker a
     /// contiguous run of pieces: (worker, start, count) for every piece, in order.
     public static IReadOnlyList<(int Worker, int Start, int Count)> EvaluationPieces(int testCount, int sampleBytes, int workers, int maxPayloadBytes)

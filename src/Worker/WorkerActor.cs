@@ -39,7 +39,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     Optimizer _optimizer = null!;
     GradientComputer _computer = null!;
     LearningRateSchedule _schedule = null!;
-    StepWork _work = null!;
+    StepSamples _work = null!;
     long[] _sums = [];
     ModelStateTransfer.Assembler? _incoming;
 
@@ -148,7 +148,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _optimizer = Optimizer.Create(_plan.Optimizer, _model.ParameterCount);
         _computer = new GradientComputer(_model, LossFunctions.Create(_plan.Loss));
         _schedule = _plan.CreateSchedule(job.TrainCount);
-        _work = new StepWork(_plan, job.TrainCount);
+        _work = new StepSamples(_plan, job.TrainCount);
         _sums = new long[_model.ParameterCount];
         _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
         _undoParameters = new float[_model.ParameterCount];
@@ -299,7 +299,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         var clock = Stopwatch.StartNew();
         _current = m;
         Array.Clear(_sums);
-        var ids = _work.Samples(m.Step, m.FirstMicroBatch, m.MicroBatches);
+        var ids = _work.Of(m.Step, m.FirstMicroBatch, m.MicroBatches);
         Dataset data;
         ReadOnlyMemory<int> rows;
         if (m.Pixels.Length > 0)

@@ -47,7 +47,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     readonly JobPlan _job;
     readonly Model _model;
     readonly Optimizer _optimizer;
-    readonly StepWork _work;
+    readonly StepSamples _work;
     readonly long _totalSteps;
     readonly LearningRateSchedule _schedule;
     readonly Akka.Cluster.Cluster? _cluster;
@@ -102,7 +102,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _optimizer = Optimizer.Create(settings.Plan.Optimizer, _model.ParameterCount);
         }
         _syncedStep = _step;
-        _work = new StepWork(settings.Plan, settings.Data.Train.Count);
+        _work = new StepSamples(settings.Plan, settings.Data.Train.Count);
         _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
         _schedule = settings.Plan.CreateSchedule(settings.Data.Train.Count);
         _lastHash = ParameterHash.ReplicaHex(_model.Parameters);
@@ -369,7 +369,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             var (first, count) = assignment[r];
             byte[] pixels = [], labels = [];
-            if (_workers[r].Ships) (pixels, labels) = Ship(_s.Data.Train, _work.Samples(_step, first, count).Span);
+            if (_workers[r].Ships) (pixels, labels) = Ship(_s.Data.Train, _work.Of(_step, first, count).Span);
             _workers[r].Ref.Tell(new RunStep(_generation, _step, first, count, pixels, labels));
         }
     }
