@@ -150,9 +150,9 @@ static class NetworkBench
                 catch (ActorNotFoundException) { Self.Tell(Go.Instance); return; }
                 _reduce = algorithm switch
                 {
-                    "star" => new StarAllReduce(c => _next.Tell(c, Self)),
-                    "ring-tcp" => new RingAllReduce(rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send, pooled: true),
-                    _ => new RingAllReduce(rank, n, c => _next.Tell(c, Self)),
+                    "star" => new StarAllReduce(1, c => _next.Tell(c, Self)),
+                    "ring-tcp" => new RingAllReduce(1, rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send, pooled: true),
+                    _ => new RingAllReduce(1, rank, n, c => _next.Tell(c, Self)),
                 };
                 Become(() =>
                 {
@@ -178,7 +178,7 @@ static class NetworkBench
         void Begin()
         {
             _sums.AsSpan().Fill(_iteration);
-            _reduce.Start(1, _iteration, _sums);   // n >= 2: completes through chunks
+            _reduce.Start(_iteration, _sums);   // n >= 2: completes through chunks
             Stash.UnstashAll();
         }
     }

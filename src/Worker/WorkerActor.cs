@@ -254,7 +254,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         if (_job.AllReduce == "star")
         {
             _chunkSender = _coordinator;
-            _allReduce = new StarAllReduce(c => _coordinator.Tell(c, Self));
+            _allReduce = new StarAllReduce(g.Generation, c => _coordinator.Tell(c, Self));
         }
         else
         {
@@ -270,9 +270,9 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
                 // Chunks go to the successor over the data plane, sent as this worker's ring path;
                 // over Akka.Remote when its data plane cannot be reached.
                 var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank], fallback: c => next.Tell(c, self));
-                _allReduce = new RingAllReduce(g.Rank, n, link.Send, pooled: true);
+                _allReduce = new RingAllReduce(g.Generation, g.Rank, n, link.Send, pooled: true);
             }
-            else _allReduce = new RingAllReduce(g.Rank, n, c => next.Tell(c, self));
+            else _allReduce = new RingAllReduce(g.Generation, g.Rank, n, c => next.Tell(c, self));
         }
     }
 
@@ -316,7 +316,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         float scale = 1f / _plan.GlobalBatch;
         _currentStats = new BatchStats();
         _currentDiverged = false;
-        _allReduce!.Begin(m.Generation, m.Step, _sums);
+        _allReduce!.Begin(m.Step, _sums);
         for (int first = 0; first < ids.Length && !_currentDiverged; first += _plan.MicroBatch)
         {
             int n = Math.Min(_plan.MicroBatch, ids.Length - first);

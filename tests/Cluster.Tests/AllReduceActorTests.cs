@@ -26,8 +26,8 @@ public class AllReduceActorTests() : TestKit(ProtocolConfig.Local(serializeMessa
             {
                 rank = b.Rank;
                 sums = b.Input;
-                ring = new RingAllReduce(b.Rank, b.Size, c => b.Next.Tell(c, Self));
-                if (ring.Start(1, 0, sums)) report.Tell(new Finished(rank, sums));
+                ring = new RingAllReduce(1, b.Rank, b.Size, c => b.Next.Tell(c, Self));
+                if (((IAllReduce)ring).Start(0, sums)) report.Tell(new Finished(rank, sums));
                 early.ForEach(Apply);
             });
             Receive<GradientChunk>(c => { if (ring is null) early.Add(c); else Apply(c); });
@@ -58,8 +58,8 @@ public class AllReduceActorTests() : TestKit(ProtocolConfig.Local(serializeMessa
         // Rank 0 of 2 with [1, 2, 3, 4]: segments are {0,1} and {2,3}.
         var next = CreateTestProbe();
         var sums = new long[] { 1, 2, 3, 4 };
-        var ring = new RingAllReduce(0, 2, c => next.Ref.Tell(c));
-        Assert.False(ring.Start(9, 4, sums));
+        IAllReduce ring = new RingAllReduce(9, 0, 2, c => next.Ref.Tell(c));
+        Assert.False(ring.Start(4, sums));
         var sent = next.ExpectMsg<GradientChunk>();   // reduce-scatter: its own segment 0 goes first
         Assert.Equal((9, 4L, 0, 0), (sent.Generation, sent.Step, sent.Round, sent.Segment));
         Assert.Equal(Payload.FromLongs([1, 2]), sent.Payload);

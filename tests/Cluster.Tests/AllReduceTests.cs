@@ -36,9 +36,9 @@ public class AllReduceTests
         var expected = PlainSum(inputs);
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
         var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();   // list r: from r-1 to r
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c), pooled)).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => (IAllReduce)new RingAllReduce(3, r, n, c => waiting[(r + 1) % n].Add(c), pooled)).ToArray();
         var done = new bool[n];
-        for (int r = 0; r < n; r++) done[r] = rings[r].Start(3, 11, sums[r]);
+        for (int r = 0; r < n; r++) done[r] = rings[r].Start(11, sums[r]);
         var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
         while (waiting.Any(q => q.Count > 0))
         {
@@ -68,9 +68,9 @@ public class AllReduceTests
         var expected = PlainSum(inputs);
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
         var toCoordinator = new Queue<(int From, GradientChunk Chunk)>();
-        var stars = Enumerable.Range(0, n).Select(r => new StarAllReduce(c => toCoordinator.Enqueue((r, c)))).ToArray();
+        var stars = Enumerable.Range(0, n).Select(r => (IAllReduce)new StarAllReduce(1, c => toCoordinator.Enqueue((r, c)))).ToArray();
         var reducer = new StarReducer(length, n);
-        for (int r = 0; r < n; r++) Assert.False(stars[r].Start(1, 2, sums[r]));
+        for (int r = 0; r < n; r++) Assert.False(stars[r].Start(2, sums[r]));
         IReadOnlyList<GradientChunk>? total = null;
         while (toCoordinator.Count > 0) { var (from, c) = toCoordinator.Dequeue(); total = reducer.Add($"w{from}", c) ?? total; }
         Assert.NotNull(total);
@@ -128,14 +128,14 @@ public class AllReduceTests
         var expected = PlainSum(inputs);
         var sums = Enumerable.Range(0, n).Select(_ => new long[length]).ToArray();
         var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(r, n, c => waiting[(r + 1) % n].Add(c), pooled: true)).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(3, r, n, c => waiting[(r + 1) % n].Add(c), pooled: true)).ToArray();
         var rng = new DistTrain.Cnn.DeterministicRandom(seed);
         // Layer boundaries, the same on every rank (one model): ready from the end, one layer at a time.
         var cuts = Enumerable.Range(0, 6).Select(_ => rng.NextInt(length)).Append(0).Distinct().OrderByDescending(c => c).ToArray();
         var readyUpTo = Enumerable.Repeat(length, n).ToArray();
         var nextCut = new int[n];
         var done = new bool[n];
-        for (int r = 0; r < n; r++) rings[r].Begin(3, 11, sums[r]);
+        for (int r = 0; r < n; r++) rings[r].Begin(11, sums[r]);
         while (!done.All(d => d))
         {
             var canReady = Enumerable.Range(0, n).Where(r => nextCut[r] < cuts.Length).ToArray();
@@ -168,9 +168,9 @@ public class AllReduceTests
     public void Nothing_leaves_a_rank_before_its_contribution_to_it_is_ready()
     {
         var sent = new List<GradientChunk>();
-        var ring = new RingAllReduce(0, 2, sent.Add);
+        var ring = new RingAllReduce(1, 0, 2, sent.Add);
         var sums = new long[10];
-        ring.Begin(1, 1, sums);
+        ring.Begin(1, sums);
         Assert.Empty(sent);
         // The predecessor's round-0 chunk (segment 1 = elements 5..9) is added at once but held.
         Assert.False(ring.Handle(new GradientChunk(1, 1, 0, 1, 0, 1, Payload.FromLongs([1, 2, 3, 4, 5]))));
@@ -193,8 +193,8 @@ public class AllReduceTests
         // 2 ranks, segments of 2 parts: rank 0 forwards part 0 of round 1 after receiving only part 0 of round 0.
         int length = 2 * (ProtocolConfig.PartBytes / 8) * 2;
         var sent = new List<GradientChunk>();
-        var ring = new RingAllReduce(0, 2, sent.Add);
-        ring.Start(1, 0, new long[length]);
+        IAllReduce ring = new RingAllReduce(1, 0, 2, sent.Add);
+        ring.Start(0, new long[length]);
         Assert.Equal(2, sent.Count);                       // round 0: both parts of its own segment
         var half = length / 2;
         var (_, n) = Payload.Part(half, half, 0, 2);
@@ -207,9 +207,9 @@ public class AllReduceTests
     public void A_chunk_that_does_not_fit_is_rejected_and_not_applied()
     {
         var sent = new List<GradientChunk>();
-        var ring = new RingAllReduce(0, 2, sent.Add);
+        IAllReduce ring = new RingAllReduce(1, 0, 2, sent.Add);
         var sums = new long[] { 1, 2, 3, 4 };
-        ring.Start(1, 0, sums);
+        ring.Start(0, sums);
         // Rank 0 expects segment 1 (elements 2..3) in round 0.
         Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 1, new byte[8])));        // wrong length
         Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[16])));       // wrong segment

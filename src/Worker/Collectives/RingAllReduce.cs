@@ -23,10 +23,10 @@ namespace DistTrain.Worker.Collectives;
 /// With pooled = true the chunks it sends are built on <see cref="Payload.Buffers"/>: the sender
 /// (the data plane) gives them back once written. Chunks it receives may be pooled or not; the
 /// caller releases them after Handle.
-public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> sendToNext, bool pooled = false) : IAllReduce
+public sealed class RingAllReduce(int generation, int rank, int size, Action<GradientChunk> sendToNext, bool pooled = false) : IAllReduce
 {
     long[] _sums = [];
-    int _generation;
+    readonly int _generation = generation;
     long _step;
     int _parts;
     bool[] _applied = [];   // [round * _parts + part]
@@ -37,16 +37,9 @@ public sealed class RingAllReduce(int rank, int size, Action<GradientChunk> send
 
     int Rounds => 2 * (size - 1);
 
-    public bool Start(int generation, long step, long[] sums)
-    {
-        Begin(generation, step, sums);
-        return Ready(0);
-    }
-
-    public void Begin(int generation, long step, long[] sums)
+    public void Begin(long step, long[] sums)
     {
         _sums = sums;
-        _generation = generation;
         _step = step;
         _readyFrom = sums.Length;
         _held.Clear();

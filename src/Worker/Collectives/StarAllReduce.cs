@@ -4,26 +4,19 @@ namespace DistTrain.Worker.Collectives;
 
 /// The baseline: every worker sends its whole sum to the coordinator (round 0), which adds them
 /// and sends the total back to everyone (round 1). The coordinator's side is <see cref="StarReducer"/>.
-public sealed class StarAllReduce(Action<GradientChunk> sendToCoordinator) : IAllReduce
+public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCoordinator) : IAllReduce
 {
     long[] _sums = [];
-    int _generation;
+    readonly int _generation = generation;
     long _step;
     bool[] _received = [];
     int _count;
 
     bool _sent;
 
-    public bool Start(int generation, long step, long[] sums)
-    {
-        Begin(generation, step, sums);
-        return Ready(0);
-    }
-
-    public void Begin(int generation, long step, long[] sums)
+    public void Begin(long step, long[] sums)
     {
         _sums = sums;
-        _generation = generation;
         _step = step;
         _received = new bool[Payload.Parts(sums.Length, 8)];
         _count = 0;
