@@ -2,19 +2,16 @@ using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cnn.Data;
-using DistTrain.Cnn.Layers;
-using DistTrain.Cnn.Losses;
-using DistTrain.Cnn.Models;
-using DistTrain.Cnn.Optim;
 using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
 
 namespace DistTrain.Worker;
 
-/// A replica: joins the coordinator, receives the plan and the model state, then per step
-/// computes its micro-batches, all-reduces the exact gradient sum with its peers, applies the
-/// same update as everyone and reports the hash of its parameters.
+/// Hosts a <see cref="Replica"/> in the cluster: joins the coordinator, receives the plan and the
+/// model state, then per step routes RunStep into the replica, the replica's gradient sum into the
+/// generation's all-reduce and the peers' chunks back, and reports the replica's share and hash.
+/// It does no arithmetic of its own: the step is the Replica's.
 public sealed class WorkerActor : ReceiveActor, IWithStash
 {
     /// JoinTimeout: how long to keep trying to register before giving up (default 60 s). Plane: the
@@ -34,13 +31,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     IActorRef _coordinator = ActorRefs.Nobody;
     JobPlan _job = null!;
-    TrainingPlan _plan = null!;
-    Model _model = null!;
-    Optimizer _optimizer = null!;
-    GradientComputer _computer = null!;
-    LearningRateSchedule _schedule = null!;
-    StepSamples _work = null!;
-    long[] _sums = [];
+    Replica _replica = null!;
     ModelStateTransfer.Assembler? _incoming;
 
     int _generation;
@@ -51,28 +42,17 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     /// The same, as the ring path a data-plane connection must prove it sends for.
     string _predecessorPath = "";
     DataPlane.Link? _link;
-    /// The next step this replica will apply (the number of updates it holds).
-    long _nextStep;
-    /// The replica before its newest update, kept until the next step: when a peer is lost after this
-    /// replica applied step t but before the coordinator committed it, the step is rolled back and redone.
-    float[] _undoParameters = [];
-    float[][] _undoState = [];
-    long _undoOptimizerSteps, _undoStep = -1;
+    /// The step being reduced (null between steps).
     RunStep? _current;
-    BatchStats _currentStats;
-    bool _currentDiverged;
     double _computeSeconds;
     readonly Stopwatch _reduceClock = new();
 
     public IStash Stash { get; set; } = null!;
 
-    readonly Action<Layer> _layerDone;   // LayerDone, made once: a step allocates nothing for it
-
     public WorkerActor(Settings settings, Action<string?>? stopped)
     {
         _settings = settings;
         _stopped = stopped;
-        _layerDone = LayerDone;
         Registering();
     }
 
@@ -143,16 +123,10 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     void Setup(JobPlan job)
     {
         _job = job;
-        _plan = job.ToTrainingPlan();
-        _model = Model.Create(_plan.Model);
-        _optimizer = Optimizer.Create(_plan.Optimizer, _model.ParameterCount);
-        _computer = new GradientComputer(_model, LossFunctions.Create(_plan.Loss));
-        _schedule = _plan.CreateSchedule(job.TrainCount);
-        _work = new StepSamples(_plan, job.TrainCount);
-        _sums = new long[_model.ParameterCount];
-        _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
-        _undoParameters = new float[_model.ParameterCount];
-        _undoState = _optimizer.State.Select(v => new float[v.Values.Length]).ToArray();
+        var plan = job.ToTrainingPlan();
+        // The state arrives from the coordinator (ReceivingState); until then the model is the seed's.
+        _replica = Replica.Initialized(plan, job.TrainCount, _settings.Data?.Train);
+        _incoming = new ModelStateTransfer.Assembler(_replica.Model, _replica.Optimizer);
     }
 
     void ReceivingState()
@@ -163,7 +137,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             try { if (!_incoming!.Add(m)) return; }
             catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
             _incoming = null;
-            _nextStep = m.Step;
+            _replica.StateImported(m.Step);
             Become(Ready);
             Stash.UnstashAll();
         });
@@ -200,6 +174,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             if (!FromCoordinator(g)) return;
             // Membership changed mid-step: drop the half-reduced step; the coordinator redoes it.
             _current = null;
+            _replica.Abandon();
             StartGeneration(g);
             Become(Ready);
             Stash.UnstashAll();
@@ -239,14 +214,15 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             _log.Error("ignored generation {0}: rank {1} in a ring of {2}", g.Generation, g.Rank, g.Ring.Length);
             return;
         }
-        if (_nextStep == g.Step + 1 && _undoStep == g.Step) RollBack();
-        if (_nextStep != g.Step)
+        long held = _replica.Step;
+        if (!_replica.RollBackTo(g.Step))
         {
             // Cannot happen while the coordinator keeps replicas within one step of each other; stop
             // rather than train on a replica that differs from the others.
-            Finish($"generation {g.Generation} starts at step {g.Step}, this replica holds {_nextStep} steps");
+            Finish($"generation {g.Generation} starts at step {g.Step}, this replica holds {held} steps");
             return;
         }
+        if (held != g.Step) _log.Info("rolled back step {0} to redo it in the new generation", g.Step);
         _generation = g.Generation;
         _link?.Dispose();   // the previous generation's connection: its successor may be gone
         _link = null;
@@ -276,64 +252,21 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         }
     }
 
-    /// Undoes the newest update (step _undoStep): parameters, optimizer state and its step count.
-    void RollBack()
-    {
-        _undoParameters.CopyTo(_model.Parameters);
-        for (int i = 0; i < _undoState.Length; i++) _undoState[i].CopyTo(_optimizer.State[i].Values, 0);
-        _optimizer.Steps = _undoOptimizerSteps;
-        _nextStep = _undoStep;
-        _undoStep = -1;
-        _log.Info("rolled back step {0} to redo it in the new generation", _nextStep);
-    }
-
     void RunStep(RunStep m)
     {
         if (m.Generation != _generation) return;
-        if (m.Step != _nextStep || m.MicroBatches < 0 || m.FirstMicroBatch < 0 || m.FirstMicroBatch + m.MicroBatches > _plan.MicroBatchCount)
+        bool shipped = m.Pixels.Length > 0;
+        if (_replica.CannotCompute(m.Step, m.FirstMicroBatch, m.MicroBatches, shipped) is { } reason)
         {
-            _log.Error("ignored step {0} (micro-batches {1}+{2}): this replica is at step {3} of a plan with {4} micro-batches per step",
-                m.Step, m.FirstMicroBatch, m.MicroBatches, _nextStep, _plan.MicroBatchCount);
+            _log.Error("ignored step {0} (micro-batches {1}+{2}): {3}", m.Step, m.FirstMicroBatch, m.MicroBatches, reason);
             return;
         }
         var clock = Stopwatch.StartNew();
         _current = m;
-        Array.Clear(_sums);
-        var ids = _work.Of(m.Step, m.FirstMicroBatch, m.MicroBatches);
-        Dataset data;
-        ReadOnlyMemory<int> rows;
-        if (m.Pixels.Length > 0)
-        {
-            data = new Dataset("shipped", _job.Height, _job.Width, _job.Classes, m.Pixels, m.Labels, _job.Mean, _job.Std);
-            rows = Enumerable.Range(0, ids.Length).ToArray();
-        }
-        else
-        {
-            data = _settings.Data!.Train;
-            rows = ids;
-        }
-        int epoch = _work.EpochOf(m.Step);
-        float scale = 1f / _plan.GlobalBatch;
-        _currentStats = new BatchStats();
-        _currentDiverged = false;
-        _allReduce!.Begin(m.Step, _sums);
-        for (int first = 0; first < ids.Length && !_currentDiverged; first += _plan.MicroBatch)
-        {
-            int n = Math.Min(_plan.MicroBatch, ids.Length - first);
-            _model.ZeroGradients();
-            var microIds = ids.Slice(first, n);
-            // The last micro-batch hands each layer's gradient to the all-reduce as soon as the
-            // backward pass has finished it (the last layers first), overlapping communication
-            // with the backward pass of the earlier layers.
-            bool last = first + n >= ids.Length;
-            _currentStats += _computer.Accumulate(data, rows.Slice(first, n), new BatchContext(true, _plan.Seed, epoch, m.Step, microIds), scale,
-                                                  last ? _layerDone : null);
-            if (!last) _currentDiverged = !FixedPointGradient.Accumulate(_model.Gradients, _sums);
-            _currentDiverged |= !double.IsFinite(_currentStats.LossSum);
-        }
+        bool reduced = _replica.Compute(m.FirstMicroBatch, m.MicroBatches, _allReduce!, shipped ? Shipped(m.Pixels, m.Labels) : null).Reduced;
         _computeSeconds = clock.Elapsed.TotalSeconds;
         _reduceClock.Restart();
-        if (_allReduce.Ready(0)) CompleteStep();
+        if (reduced) CompleteStep();
         else
         {
             Become(Reducing);
@@ -342,29 +275,16 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         }
     }
 
-    /// After a layer's backward pass in a step's last micro-batch: its slice of the gradient goes
-    /// into the fixed-point sum and, from then on, to the all-reduce.
-    void LayerDone(Layer layer)
-    {
-        if (layer.ParameterCount == 0) return;
-        int offset = layer.ParameterOffset, count = layer.ParameterCount;
-        if (!FixedPointGradient.Accumulate(_model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count))) _currentDiverged = true;
-        _allReduce!.Ready(offset);
-    }
+    Dataset Shipped(byte[] pixels, byte[] labels) =>
+        new("shipped", _job.Height, _job.Width, _job.Classes, pixels, labels, _job.Mean, _job.Std);
 
     void CompleteStep()
     {
         var m = _current!;
         double reduceSeconds = _reduceClock.Elapsed.TotalSeconds;
-        FixedPointGradient.ToFloat(_sums, _model.Gradients);
-        _model.Parameters.CopyTo(_undoParameters);
-        for (int i = 0; i < _undoState.Length; i++) _optimizer.State[i].Values.CopyTo(_undoState[i], 0);
-        _undoOptimizerSteps = _optimizer.Steps;
-        _undoStep = m.Step;
-        _nextStep = m.Step + 1;
-        _optimizer.Step(_model.Parameters, _model.Gradients, (float)_schedule.At(m.Step));
-        _coordinator.Tell(new StepCompleted(m.Generation, m.Step, _currentStats.LossSum, _currentStats.Correct, _currentStats.Samples,
-            ParameterHash.ReplicaHex(_model.Parameters), _computeSeconds, reduceSeconds, _currentDiverged), Self);
+        var share = _replica.Apply();
+        _coordinator.Tell(new StepCompleted(m.Generation, m.Step, share.Stats.LossSum, share.Stats.Correct, share.Stats.Samples,
+            _replica.ParameterHash, _computeSeconds, reduceSeconds, share.Diverged), Self);
         _current = null;
         Become(Ready);
         Stash.UnstashAll();
@@ -373,19 +293,15 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     void Evaluate(EvaluateRange m)
     {
         if (m.Generation != _generation) return;
-        BatchStats stats;
-        if (m.Pixels.Length > 0)
-        {
-            var shipped = new Dataset("shipped", _job.Height, _job.Width, _job.Classes, m.Pixels, m.Labels, _job.Mean, _job.Std);
-            stats = Evaluation.Run(_computer, shipped, 500);
-        }
-        else stats = Evaluation.Run(_computer, _settings.Data!.Test, 500, m.Start, m.Start + m.Count);
+        var stats = m.Pixels.Length > 0
+            ? _replica.Evaluate(Shipped(m.Pixels, m.Labels))
+            : _replica.Evaluate(_settings.Data!.Test, m.Start, m.Start + m.Count);
         Sender.Tell(new EvaluationCompleted(m.Generation, m.Step, m.Start, stats.LossSum, stats.Correct, stats.Samples), Self);
     }
 
     void SendModelState(RequestModelState m)
     {
-        foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, -1)) Sender.Tell(chunk, Self);
+        foreach (var chunk in ModelStateTransfer.Chunks(_replica.Model, _replica.Optimizer, _generation, -1)) Sender.Tell(chunk, Self);
     }
 
     void Finish(string? error)
