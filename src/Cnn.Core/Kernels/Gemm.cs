@@ -8,19 +8,21 @@ namespace DistTrain.Cnn.Kernels;
 /// reproducible whatever the thread count, blocking or vector width. <see cref="GemmReference"/> is
 /// the plain version the tests hold these against.
 ///
-/// NN computes tiles of up to 8 rows x 32 columns in registers (16 accumulators of 16 lanes); when
-/// several tiles share a 32-column panel of B, the panel is first copied to a contiguous buffer so
-/// that the tiles stream it from L1 instead of striding through B. NT computes 4 rows of A against
-/// 8 rows of B at once, keeping each dot product's 8 lanes in one half of a 512-bit register, and
-/// walks k in chunks so both operands stay in cache; the lanes, their order and the horizontal
-/// sum are those of <see cref="Dot"/>.
+/// NN computes register tiles two vectors wide (8 rows x 32 columns with 512-bit vectors, 6 x 16
+/// with 256-bit, 6 x 8 with 128-bit: one generic tile, <see cref="IVectorOps{TVec}"/>); when
+/// several tiles share a panel of B, the panel is first copied to a contiguous buffer so that the
+/// tiles stream it from L1 instead of striding through B. NT computes 4 rows of A against 8 rows
+/// of B at once (two dot products' 8 lanes per 512-bit register, or 4 x 2 dot products in 256-bit
+/// registers), and walks k in chunks so both operands stay in cache; the lanes, their order and
+/// the horizontal sum are those of <see cref="Dot"/>.
 public static unsafe class Gemm
 {
     const int Lanes = 8;          // Vector256<float>.Count: the lanes of a dot product
-    const int Panel = 32;         // columns of an NN tile
-    const int MaxRows = 8;        // rows of an NN tile
-    const int ColumnBlock = 256;  // columns per parallel task in NN (a multiple of Panel)
+    const int ColumnBlock = 256;  // columns per parallel task in NN (a multiple of every panel width)
     const int NTRows = 4, NTCols = 8, NTChunk = 1024;
+    /// Rows of an NN tile on this CPU (the widest vectors it runs): the unit of NN's row blocks.
+    static readonly int TileRows = Vector512.IsHardwareAccelerated ? V512.TileRows
+        : Vector256.IsHardwareAccelerated ? V256.TileRows : V128.TileRows;
 
     /// C[m,n] = (accumulate ? C : 0) + A * B, where A[i,k] = a[i*aRowStride + k*aColStride]
     /// (so a transposed A costs nothing) and B is row-major k x n.
@@ -33,7 +35,7 @@ public static unsafe class Gemm
         (job.A, job.Ars, job.Acs, job.B, job.C, job.M, job.N, job.K, job.Accumulate) = (a, aRowStride, aColStride, b, c, m, n, k, accumulate);
         // Wide products split by column blocks, narrow ones by tiles of rows.
         job.ByColumns = n >= 2 * ColumnBlock;
-        Parallelism.For(job.ByColumns ? (n + ColumnBlock - 1) / ColumnBlock : (m + MaxRows - 1) / MaxRows, work, job);
+        Parallelism.For(job.ByColumns ? (n + ColumnBlock - 1) / ColumnBlock : (m + TileRows - 1) / TileRows, work, job);
         (job.A, job.B, job.C) = (default, default, default);
     }
 
@@ -58,7 +60,7 @@ public static unsafe class Gemm
             }
             else
             {
-                int i0 = blk * MaxRows, i1 = Math.Min(M, i0 + MaxRows);
+                int i0 = blk * TileRows, i1 = Math.Min(M, i0 + TileRows);
                 NNBlock(A.Span, Ars, Acs, B.Span, C.Span, i0, i1, 0, N, N, K, Accumulate);
             }
         }
@@ -81,52 +83,67 @@ public static unsafe class Gemm
     static void NNBlock(ReadOnlySpan<float> aSpan, int ars, int acs, ReadOnlySpan<float> bSpan, Span<float> cSpan,
                         int i0, int i1, int j0, int j1, int n, int k, bool accumulate)
     {
-        // A panel of B is packed when many tiles read it and each read is long (k >= 32): then the
-        // copy pays for itself. Otherwise tiles read B in place, a row of tiles at a time.
-        int rows = i1 - i0;
-        bool pack = Vector512.IsHardwareAccelerated && rows >= 4 * MaxRows && k >= 32;
-        float[] panel = pack ? Scratch(ref t_panel, k * Panel) : [];
         fixed (float* a = aSpan)
         fixed (float* b = bSpan)
         fixed (float* c = cSpan)
-        fixed (float* packed = panel)
         {
-            int jEnd = Vector512.IsHardwareAccelerated ? j0 + (j1 - j0) / Panel * Panel : j0;
-            if (pack)
-                for (int j = j0; j < jEnd; j += Panel)
-                {
-                    for (int p = 0; p < k; p++)
-                    {
-                        Vector512.Load(b + (long)p * n + j).Store(packed + p * Panel);
-                        Vector512.Load(b + (long)p * n + j + 16).Store(packed + p * Panel + 16);
-                    }
-                    TileColumn(a, ars, acs, packed, Panel, c + j, n, i0, i1, k, accumulate);
-                }
-            else
-                for (int i = i0; i < i1; i += MaxRows)
-                    for (int j = j0; j < jEnd; j += Panel)
-                        TileColumn(a, ars, acs, b + j, n, c + j, n, i, Math.Min(i1, i + MaxRows), k, accumulate);
-            // Columns left over (and every column without AVX-512): one row at a time, the same chain per element.
+            int jEnd = j0;
+            if (Vector512.IsHardwareAccelerated) jEnd = Panels<V512, Vector512<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            else if (Vector256.IsHardwareAccelerated) jEnd = Panels<V256, Vector256<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            else if (Vector128.IsHardwareAccelerated) jEnd = Panels<V128, Vector128<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            // Columns left over (and every column without vectors): one row at a time, the same chain per element.
             if (jEnd < j1)
                 for (int i = i0; i < i1; i++) Row1(a + (long)i * ars, acs, b, c + (long)i * n, jEnd, j1, n, k, accumulate);
         }
     }
 
-    /// Rows i0..i1 of one 32-column panel: tiles of 8 rows, then one tile of the rows left.
-    static void TileColumn(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int i0, int i1, int k, bool acc)
+    /// Rows i0..i1 of the whole panels (2 vectors wide) of columns j0..j1, in register tiles;
+    /// returns where the panels end. A panel of B is packed when many tiles read it and each read is
+    /// long (k >= 32): then the copy pays for itself. Otherwise tiles read B in place, a row of tiles at a time.
+    static int Panels<TV, TVec>(float* a, int ars, int acs, float* b, float* c, int i0, int i1, int j0, int j1, int n, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct
     {
-        int i = i0;
-        for (; i + MaxRows <= i1; i += MaxRows) Tile<R8>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
+        int width = 2 * TV.Count, tileRows = TV.TileRows;
+        int jEnd = j0 + (j1 - j0) / width * width;
+        if (i1 - i0 >= 4 * tileRows && k >= 32)
+        {
+            float[] panel = Scratch(ref t_panel, k * width);
+            fixed (float* packed = panel)
+                for (int j = j0; j < jEnd; j += width)
+                {
+                    for (int p = 0; p < k; p++)
+                    {
+                        TV.Store(TV.Load(b + (long)p * n + j), packed + p * width);
+                        TV.Store(TV.Load(b + (long)p * n + j + TV.Count), packed + p * width + TV.Count);
+                    }
+                    TileColumn<TV, TVec>(a, ars, acs, packed, width, c + j, n, i0, i1, k, acc);
+                }
+        }
+        else
+            for (int i = i0; i < i1; i += tileRows)
+                for (int j = j0; j < jEnd; j += width)
+                    TileColumn<TV, TVec>(a, ars, acs, b + j, n, c + j, n, i, Math.Min(i1, i + tileRows), k, acc);
+        return jEnd;
+    }
+
+    /// Rows i0..i1 of one panel: full tiles, then one tile of the rows left.
+    static void TileColumn<TV, TVec>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int i0, int i1, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct
+    {
+        int i = i0, tileRows = TV.TileRows;
+        for (; i + tileRows <= i1; i += tileRows)
+            if (tileRows == 8) Tile<TV, TVec, R8>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
+            else Tile<TV, TVec, R6>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
         float* ai = a + (long)i * ars, ci = c + (long)i * ldc;
         switch (i1 - i)
         {
-            case 1: Tile<R1>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 2: Tile<R2>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 3: Tile<R3>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 4: Tile<R4>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 5: Tile<R5>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 6: Tile<R6>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 7: Tile<R7>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 1: Tile<TV, TVec, R1>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 2: Tile<TV, TVec, R2>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 3: Tile<TV, TVec, R3>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 4: Tile<TV, TVec, R4>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 5: Tile<TV, TVec, R5>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 6: Tile<TV, TVec, R6>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 7: Tile<TV, TVec, R7>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
         }
     }
 
@@ -148,47 +165,49 @@ public static unsafe class Gemm
     struct R7 : IRows { public static int Count => 7; }
     struct R8 : IRows { public static int Count => 8; }
 
-    /// C[0..R, 0..32] (row stride ldc) = (acc ? C : 0) + A[0..R, 0..k] * B[0..k, 0..32], B's rows
-    /// bStride apart. Each element is the chain c = fma(a[i,p], b[p,j], c) for p = 0..k-1.
+    /// C[0..R, 0..2w] (row stride ldc) = (acc ? C : 0) + A[0..R, 0..k] * B[0..k, 0..2w] for vectors
+    /// of w lanes, B's rows bStride apart. Each element is the chain c = fma(a[i,p], b[p,j], c) for
+    /// p = 0..k-1, whatever the vector width: the width only decides how many run side by side.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile<TR>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int k, bool acc) where TR : struct, IRows
+    static void Tile<TV, TVec, TR>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct where TR : struct, IRows
     {
-        int r = TR.Count;
-        Vector512<float> s0a = default, s0b = default, s1a = default, s1b = default, s2a = default, s2b = default, s3a = default, s3b = default;
-        Vector512<float> s4a = default, s4b = default, s5a = default, s5b = default, s6a = default, s6b = default, s7a = default, s7b = default;
+        int r = TR.Count, w = TV.Count;
+        TVec s0a = default, s0b = default, s1a = default, s1b = default, s2a = default, s2b = default, s3a = default, s3b = default;
+        TVec s4a = default, s4b = default, s5a = default, s5b = default, s6a = default, s6b = default, s7a = default, s7b = default;
         if (acc)
         {
-            s0a = Vector512.Load(c); s0b = Vector512.Load(c + 16);
-            if (r > 1) { s1a = Vector512.Load(c + ldc); s1b = Vector512.Load(c + ldc + 16); }
-            if (r > 2) { s2a = Vector512.Load(c + 2 * ldc); s2b = Vector512.Load(c + 2 * ldc + 16); }
-            if (r > 3) { s3a = Vector512.Load(c + 3 * ldc); s3b = Vector512.Load(c + 3 * ldc + 16); }
-            if (r > 4) { s4a = Vector512.Load(c + 4 * ldc); s4b = Vector512.Load(c + 4 * ldc + 16); }
-            if (r > 5) { s5a = Vector512.Load(c + 5 * ldc); s5b = Vector512.Load(c + 5 * ldc + 16); }
-            if (r > 6) { s6a = Vector512.Load(c + 6 * ldc); s6b = Vector512.Load(c + 6 * ldc + 16); }
-            if (r > 7) { s7a = Vector512.Load(c + 7 * ldc); s7b = Vector512.Load(c + 7 * ldc + 16); }
+            s0a = TV.Load(c); s0b = TV.Load(c + w);
+            if (r > 1) { s1a = TV.Load(c + ldc); s1b = TV.Load(c + ldc + w); }
+            if (r > 2) { s2a = TV.Load(c + 2 * ldc); s2b = TV.Load(c + 2 * ldc + w); }
+            if (r > 3) { s3a = TV.Load(c + 3 * ldc); s3b = TV.Load(c + 3 * ldc + w); }
+            if (r > 4) { s4a = TV.Load(c + 4 * ldc); s4b = TV.Load(c + 4 * ldc + w); }
+            if (r > 5) { s5a = TV.Load(c + 5 * ldc); s5b = TV.Load(c + 5 * ldc + w); }
+            if (r > 6) { s6a = TV.Load(c + 6 * ldc); s6b = TV.Load(c + 6 * ldc + w); }
+            if (r > 7) { s7a = TV.Load(c + 7 * ldc); s7b = TV.Load(c + 7 * ldc + w); }
         }
         float* ap = a;
         for (int p = 0; p < k; p++, b += bStride, ap += acs)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var x = Vector512.Create(ap[0]); s0a = Vector512.FusedMultiplyAdd(x, b0, s0a); s0b = Vector512.FusedMultiplyAdd(x, b1, s0b);
-            if (r > 1) { x = Vector512.Create(ap[ars]); s1a = Vector512.FusedMultiplyAdd(x, b0, s1a); s1b = Vector512.FusedMultiplyAdd(x, b1, s1b); }
-            if (r > 2) { x = Vector512.Create(ap[2 * ars]); s2a = Vector512.FusedMultiplyAdd(x, b0, s2a); s2b = Vector512.FusedMultiplyAdd(x, b1, s2b); }
-            if (r > 3) { x = Vector512.Create(ap[3 * ars]); s3a = Vector512.FusedMultiplyAdd(x, b0, s3a); s3b = Vector512.FusedMultiplyAdd(x, b1, s3b); }
-            if (r > 4) { x = Vector512.Create(ap[4 * ars]); s4a = Vector512.FusedMultiplyAdd(x, b0, s4a); s4b = Vector512.FusedMultiplyAdd(x, b1, s4b); }
-            if (r > 5) { x = Vector512.Create(ap[5 * ars]); s5a = Vector512.FusedMultiplyAdd(x, b0, s5a); s5b = Vector512.FusedMultiplyAdd(x, b1, s5b); }
-            if (r > 6) { x = Vector512.Create(ap[6 * ars]); s6a = Vector512.FusedMultiplyAdd(x, b0, s6a); s6b = Vector512.FusedMultiplyAdd(x, b1, s6b); }
-            if (r > 7) { x = Vector512.Create(ap[7 * ars]); s7a = Vector512.FusedMultiplyAdd(x, b0, s7a); s7b = Vector512.FusedMultiplyAdd(x, b1, s7b); }
+            var b0 = TV.Load(b);
+            var b1 = TV.Load(b + w);
+            var x = TV.Broadcast(ap[0]); s0a = TV.Fma(x, b0, s0a); s0b = TV.Fma(x, b1, s0b);
+            if (r > 1) { x = TV.Broadcast(ap[ars]); s1a = TV.Fma(x, b0, s1a); s1b = TV.Fma(x, b1, s1b); }
+            if (r > 2) { x = TV.Broadcast(ap[2 * ars]); s2a = TV.Fma(x, b0, s2a); s2b = TV.Fma(x, b1, s2b); }
+            if (r > 3) { x = TV.Broadcast(ap[3 * ars]); s3a = TV.Fma(x, b0, s3a); s3b = TV.Fma(x, b1, s3b); }
+            if (r > 4) { x = TV.Broadcast(ap[4 * ars]); s4a = TV.Fma(x, b0, s4a); s4b = TV.Fma(x, b1, s4b); }
+            if (r > 5) { x = TV.Broadcast(ap[5 * ars]); s5a = TV.Fma(x, b0, s5a); s5b = TV.Fma(x, b1, s5b); }
+            if (r > 6) { x = TV.Broadcast(ap[6 * ars]); s6a = TV.Fma(x, b0, s6a); s6b = TV.Fma(x, b1, s6b); }
+            if (r > 7) { x = TV.Broadcast(ap[7 * ars]); s7a = TV.Fma(x, b0, s7a); s7b = TV.Fma(x, b1, s7b); }
         }
-        s0a.Store(c); s0b.Store(c + 16);
-        if (r > 1) { s1a.Store(c + ldc); s1b.Store(c + ldc + 16); }
-        if (r > 2) { s2a.Store(c + 2 * ldc); s2b.Store(c + 2 * ldc + 16); }
-        if (r > 3) { s3a.Store(c + 3 * ldc); s3b.Store(c + 3 * ldc + 16); }
-        if (r > 4) { s4a.Store(c + 4 * ldc); s4b.Store(c + 4 * ldc + 16); }
-        if (r > 5) { s5a.Store(c + 5 * ldc); s5b.Store(c + 5 * ldc + 16); }
-        if (r > 6) { s6a.Store(c + 6 * ldc); s6b.Store(c + 6 * ldc + 16); }
-        if (r > 7) { s7a.Store(c + 7 * ldc); s7b.Store(c + 7 * ldc + 16); }
+        TV.Store(s0a, c); TV.Store(s0b, c + w);
+        if (r > 1) { TV.Store(s1a, c + ldc); TV.Store(s1b, c + ldc + w); }
+        if (r > 2) { TV.Store(s2a, c + 2 * ldc); TV.Store(s2b, c + 2 * ldc + w); }
+        if (r > 3) { TV.Store(s3a, c + 3 * ldc); TV.Store(s3b, c + 3 * ldc + w); }
+        if (r > 4) { TV.Store(s4a, c + 4 * ldc); TV.Store(s4b, c + 4 * ldc + w); }
+        if (r > 5) { TV.Store(s5a, c + 5 * ldc); TV.Store(s5b, c + 5 * ldc + w); }
+        if (r > 6) { TV.Store(s6a, c + 6 * ldc); TV.Store(s6b, c + 6 * ldc + w); }
+        if (r > 7) { TV.Store(s7a, c + 7 * ldc); TV.Store(s7b, c + 7 * ldc + w); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -232,7 +251,8 @@ public static unsafe class Gemm
         fixed (float* c = cSpan)
         {
             int i = 0;
-            if (j1 - j0 == NTCols && Vector512.IsHardwareAccelerated && k >= Lanes)
+            bool wide = Vector512.IsHardwareAccelerated;
+            if (j1 - j0 == NTCols && (wide || Vector256.IsHardwareAccelerated) && k >= Lanes)
             {
                 int full = m / NTRows * NTRows;
                 if (full > 0)
@@ -246,7 +266,8 @@ public static unsafe class Gemm
                         {
                             int p1 = Math.Min(kv, p0 + NTChunk);
                             for (int t = 0; t < full; t += NTRows)
-                                NTTile(a + (long)t * k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256);
+                                if (wide) NTTile(a + (long)t * k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256);
+                                else for (int pair = 0; pair < NTCols / 2; pair++) NTPairs256(a + (long)t * k, b + (long)(j0 + 2 * pair) * k, k, p0, p1, l + t / NTRows * 256 + pair * 16);
                         }
                         for (int t = 0; t < full; t += NTRows)
                             NTFinish(a + (long)t * k, b + (long)j0 * k, k, kv, l + t / NTRows * 256, c + (long)t * n + j0, n, acc);
@@ -310,6 +331,37 @@ public static unsafe class Gemm
         s10.Store(lanes + 64); s11.Store(lanes + 80); s12.Store(lanes + 96); s13.Store(lanes + 112);
         s20.Store(lanes + 128); s21.Store(lanes + 144); s22.Store(lanes + 160); s23.Store(lanes + 176);
         s30.Store(lanes + 192); s31.Store(lanes + 208); s32.Store(lanes + 224); s33.Store(lanes + 240);
+    }
+
+    /// <see cref="NTTile"/> in 256-bit registers for one pair of B's rows: adds p0..p1 of the dot
+    /// products of rows a[0..4] with rows b[0..2] to their lane sums, in NTTile's layout (lanes +
+    /// row * 64 holds (row, b0) in its first 8 floats and (row, b1) in the next 8).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void NTPairs256(float* a, float* b, int k, int p0, int p1, float* lanes)
+    {
+        Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
+        if (p0 == 0) s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
+        else
+        {
+            s00 = Vector256.Load(lanes); s01 = Vector256.Load(lanes + 8);
+            s10 = Vector256.Load(lanes + 64); s11 = Vector256.Load(lanes + 72);
+            s20 = Vector256.Load(lanes + 128); s21 = Vector256.Load(lanes + 136);
+            s30 = Vector256.Load(lanes + 192); s31 = Vector256.Load(lanes + 200);
+        }
+        float* a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k, b1 = b + k;
+        for (int p = p0; p < p1; p += Lanes)
+        {
+            var y0 = Vector256.Load(b + p);
+            var y1 = Vector256.Load(b1 + p);
+            var x = Vector256.Load(a + p); s00 = Vector256.FusedMultiplyAdd(x, y0, s00); s01 = Vector256.FusedMultiplyAdd(x, y1, s01);
+            x = Vector256.Load(a1 + p); s10 = Vector256.FusedMultiplyAdd(x, y0, s10); s11 = Vector256.FusedMultiplyAdd(x, y1, s11);
+            x = Vector256.Load(a2 + p); s20 = Vector256.FusedMultiplyAdd(x, y0, s20); s21 = Vector256.FusedMultiplyAdd(x, y1, s21);
+            x = Vector256.Load(a3 + p); s30 = Vector256.FusedMultiplyAdd(x, y0, s30); s31 = Vector256.FusedMultiplyAdd(x, y1, s31);
+        }
+        s00.Store(lanes); s01.Store(lanes + 8);
+        s10.Store(lanes + 64); s11.Store(lanes + 72);
+        s20.Store(lanes + 128); s21.Store(lanes + 136);
+        s30.Store(lanes + 192); s31.Store(lanes + 200);
     }
 
     /// The end of <see cref="Dot"/> for each element of a 4 x 8 tile: the horizontal sum of its
