@@ -9,14 +9,17 @@ public sealed class Model
 {
     Model(ModelSpec spec, SampleShape input, Layer[] layers, float[] parameters, float[] gradients, ParameterView[] views)
     {
-        Spec = spec; InputShape = input; Layers = layers; Parameters = parameters; Gradients = gradients; Views = views;
+        Spec = spec; InputShape = input; _layers = layers; Parameters = parameters; Gradients = gradients; Views = views;
     }
+
+    // Forward and Backward walk the array itself: a foreach over IReadOnlyList allocates an enumerator per pass.
+    readonly Layer[] _layers;
 
     public ModelSpec Spec { get; }
     public string Name => Spec.Name;
     public SampleShape InputShape { get; }
-    public SampleShape OutputShape => Layers[^1].OutputShape;
-    public IReadOnlyList<Layer> Layers { get; }
+    public SampleShape OutputShape => _layers[^1].OutputShape;
+    public IReadOnlyList<Layer> Layers => _layers;
     public float[] Parameters { get; }
     public float[] Gradients { get; }
     /// Named slices of <see cref="Parameters"/> ("conv1.weight", ...), in memory order.
@@ -84,7 +87,7 @@ public sealed class Model
         if (input.Shape != InputShape)
             throw new ArgumentException($"model {Name}: expected input {InputShape}, got {input.Shape}");
         var x = input;
-        foreach (var layer in Layers) x = layer.Forward(x, context);
+        foreach (var layer in _layers) x = layer.Forward(x, context);
         return x;
     }
 
@@ -94,10 +97,10 @@ public sealed class Model
     public void Backward(Tensor gradOutput, Action<Layer>? layerDone = null)
     {
         var g = gradOutput;
-        for (int i = Layers.Count - 1; i >= 0; i--)
+        for (int i = _layers.Length - 1; i >= 0; i--)
         {
-            g = Layers[i].Backward(g);
-            layerDone?.Invoke(Layers[i]);
+            g = _layers[i].Backward(g);
+            layerDone?.Invoke(_layers[i]);
         }
     }
 

@@ -36,6 +36,8 @@ public sealed class Replica
     // replica applied step t but before the coordinator committed it, step t is rolled back and redone.
     readonly float[] _undoParameters;
     readonly float[][] _undoState;
+    /// The optimizer's state vectors, fixed for its lifetime (its State property builds a new list per call).
+    readonly float[][] _state;
     long _undoOptimizerSteps, _undoStep = -1;
 
     /// A replica of `plan` over a training split of `trainCount` samples whose state is model and
@@ -62,7 +64,8 @@ public sealed class Replica
         _shippedRows = Enumerable.Range(0, plan.GlobalBatch).ToArray();
         _layerDone = LayerDone;
         _undoParameters = new float[model.ParameterCount];
-        _undoState = optimizer.State.Select(v => new float[v.Values.Length]).ToArray();
+        _state = optimizer.State.Select(v => v.Values).ToArray();
+        _undoState = _state.Select(v => new float[v.Length]).ToArray();
         TotalSteps = plan.TotalSteps(trainCount);
     }
 
@@ -160,7 +163,7 @@ public sealed class Replica
         if (share.Diverged) return share;
         FixedPointGradient.ToFloat(_sums, Model.Gradients);
         Model.Parameters.CopyTo(_undoParameters);
-        for (int i = 0; i < _undoState.Length; i++) Optimizer.State[i].Values.CopyTo(_undoState[i], 0);
+        for (int i = 0; i < _state.Length; i++) _state[i].CopyTo(_undoState[i], 0);
         _undoOptimizerSteps = Optimizer.Steps;
         _undoStep = Step;
         Optimizer.Step(Model.Parameters, Model.Gradients, (float)_schedule.At(Step));
@@ -180,7 +183,7 @@ public sealed class Replica
         if (Step == step + 1 && _undoStep == step)
         {
             _undoParameters.CopyTo(Model.Parameters);
-            for (int i = 0; i < _undoState.Length; i++) _undoState[i].CopyTo(Optimizer.State[i].Values, 0);
+            for (int i = 0; i < _state.Length; i++) _undoState[i].CopyTo(_state[i], 0);
             Optimizer.Steps = _undoOptimizerSteps;
             Step = step;
             _undoStep = -1;
