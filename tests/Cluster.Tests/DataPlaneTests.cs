@@ -184,4 +184,33 @@ public sealed class DataPlaneTests : IDisposable
         Assert.Equal((1L, 1L), (buffers.Rented, buffers.Returned));
         Assert.Throws<ObjectDisposedException>(() => lease.Bytes.Length);
     }
+
+    [Fact]
+    public void A_frame_header_is_the_chunk_header_and_the_payload_length_little_endian()
+    {
+        var header = new ChunkHeader(-3, (1L << 40) + 5, 2, 7, 11, 13);
+        var bytes = new byte[FrameCodec.HeaderBytes];
+        FrameCodec.Write(header, 4096, bytes);
+        Assert.Equal((header, 4096), FrameCodec.Read(bytes));
+        Assert.Equal(new byte[] { 0xFD, 0xFF, 0xFF, 0xFF, 5, 0, 0, 0, 0, 1, 0, 0 }, bytes[..12]);   // generation, then step
+        Assert.Equal(new byte[] { 0, 16, 0, 0 }, bytes[28..]);                                         // payload bytes last
+    }
+
+    [Fact]
+    public void Once_its_pool_is_warm_a_link_sends_without_allocating_gradient_sized_arrays()
+    {
+        using var sender = Sender();
+        using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
+        var values = new long[ProtocolConfig.PartBytes / 8];   // one full part: a large-object array each if not pooled
+        long allocated = 0;
+        for (int step = 0; step < 10; step++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int part = 0; part < 4; part++) link.Send(new ChunkHeader(1, step, 0, 0, part, 4), values);
+            if (step >= 5) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+            // The writer gives a step's buffers back two steps later, once they leave its resend history.
+            for (int part = 0; part < 4; part++) { Assert.True(_received.TryTake(out var c, TimeSpan.FromSeconds(10))); c.Chunk.Dispose(); }
+        }
+        Assert.True(allocated < ProtocolConfig.PartBytes / 4, $"20 sends allocated {allocated} bytes");
+    }
 }
