@@ -5,6 +5,7 @@ using System.Text.Json;
 using Akka.Actor;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
+using DistTrain.Worker.DataPlane;
 
 namespace DistTrain.Bench;
 
@@ -116,7 +117,7 @@ static class NetworkBench
         // ring-tcp: the ring's chunks travel on the workers' data plane (DataPlanePort) instead of Akka.Remote.
         IActorRef peer = ActorRefs.Nobody;
         using var plane = algorithm == "ring-tcp" && rank < n
-            ? new DataPlane("127.0.0.1", DataPlanePort(basePort, n, rank), "bench", (_, chunk) => peer.Tell(chunk), Console.Error.WriteLine)
+            ? new GradientDataPlane("127.0.0.1", DataPlanePort(basePort, n, rank), "bench", (_, lease) => peer.Tell(lease), Console.Error.WriteLine)
             : null;
         if (rank == n) system.ActorOf(Props.Create(() => new Hub(n, bytes, basePort)), "peer");
         else peer = system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done, plane)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
@@ -139,7 +140,7 @@ static class NetworkBench
         readonly Stopwatch _clock = new();
 
         public Peer(string algorithm, int rank, int n, long bytes, int basePort, int warmup, int iterations, TaskCompletionSource<double> done,
-                    DataPlane? plane)
+                    GradientDataPlane? plane)
         {
             _sums = new long[bytes / 8];
             string target = algorithm == "star" ? PeerPath(basePort, n) : PeerPath(basePort, (rank + 1) % n);
@@ -151,28 +152,33 @@ static class NetworkBench
                 _reduce = algorithm switch
                 {
                     "star" => new StarAllReduce(1, c => _next.Tell(c, Self)),
-                    "ring-tcp" => new RingAllReduce(1, rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}").Send, pooled: true),
+                    "ring-tcp" => new RingAllReduce(1, rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}")),
                     _ => new RingAllReduce(1, rank, n, c => _next.Tell(c, Self)),
                 };
                 Become(() =>
                 {
-                    Receive<GradientChunk>(c =>
-                    {
-                        if (c.Step > _iteration) { Stash.Stash(); return; }
-                        bool complete;
-                        try { complete = _reduce.Handle(c); }
-                        finally { c.Release(); }   // as the worker does: a data-plane chunk's buffer goes back to the pool
-                        if (!complete) return;
-                        _iteration++;
-                        if (_iteration == warmup) _clock.Start();
-                        if (_iteration == warmup + iterations) { done.TrySetResult(_clock.Elapsed.TotalSeconds); return; }
-                        Begin();
-                    });
+                    Receive<GradientChunk>(c => OnChunk(c.Header, c.Payload, null, warmup, iterations, done));
+                    Receive<ChunkLease>(c => OnChunk(c.Header, c.Bytes, c, warmup, iterations, done));
                 });
                 Begin();
             });
             Receive<GradientChunk>(_ => Stash.Stash());
+            Receive<ChunkLease>(_ => Stash.Stash());
             Self.Tell(Go.Instance);
+        }
+
+        /// As the worker does: a data-plane chunk's lease is disposed once handled or rejected.
+        void OnChunk(ChunkHeader c, ReadOnlySpan<byte> payload, ChunkLease? lease, int warmup, int iterations, TaskCompletionSource<double> done)
+        {
+            if (c.Step > _iteration) { Stash.Stash(); return; }
+            bool complete;
+            try { complete = _reduce.Handle(c, payload); }
+            finally { lease?.Dispose(); }
+            if (!complete) return;
+            _iteration++;
+            if (_iteration == warmup) _clock.Start();
+            if (_iteration == warmup + iterations) { done.TrySetResult(_clock.Elapsed.TotalSeconds); return; }
+            Begin();
         }
 
         void Begin()

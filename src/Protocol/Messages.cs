@@ -80,8 +80,12 @@ public sealed record RunStep(
     [property: Key(4)] byte[] Pixels,
     [property: Key(5)] byte[] Labels) : IGenerationMessage;
 
+/// Where a gradient chunk belongs: generation, step, round, segment, part of parts. The Akka
+/// message and the data plane's frame carry the same fields.
+public readonly record struct ChunkHeader(int Generation, long Step, int Round, int Segment, int Part, int Parts);
+
 /// worker -> worker (ring) or worker <-> coordinator (star): one part of a segment of the
-/// fixed-point gradient sum, as little-endian int64 bytes.
+/// fixed-point gradient sum, as little-endian int64 bytes (exactly the part's values).
 [MessagePackObject]
 public sealed record GradientChunk(
     [property: Key(0)] int Generation,
@@ -92,24 +96,9 @@ public sealed record GradientChunk(
     [property: Key(5)] int Parts,
     [property: Key(6)] byte[] Payload) : IGenerationMessage
 {
-    /// The bytes of Payload that belong to the chunk when Payload is a buffer rented from
-    /// <see cref="DistTrain.Protocol.Payload.Buffers"/> (the data plane's chunks), or -1 when Payload is
-    /// exactly the chunk. A pooled chunk never goes through a serializer: see <see cref="Exact"/>.
-    [IgnoreMember] public int PooledLength { get; init; } = -1;
+    [IgnoreMember] public ChunkHeader Header => new(Generation, Step, Round, Segment, Part, Parts);
 
-    [IgnoreMember] public bool IsPooled => PooledLength >= 0;
-
-    /// The chunk's bytes.
-    [IgnoreMember] public ReadOnlySpan<byte> Bytes => IsPooled ? Payload.AsSpan(0, PooledLength) : Payload;
-
-    /// A copy whose Payload is exactly its bytes, for sending through Akka.Remote.
-    public GradientChunk Exact() => IsPooled ? this with { Payload = Bytes.ToArray(), PooledLength = -1 } : this;
-
-    /// Gives a pooled payload back; the chunk must not be used afterwards. Does nothing for an exact chunk.
-    public void Release()
-    {
-        if (IsPooled) DistTrain.Protocol.Payload.Buffers.Return(Payload);
-    }
+    public static GradientChunk Of(ChunkHeader h, byte[] payload) => new(h.Generation, h.Step, h.Round, h.Segment, h.Part, h.Parts, payload);
 }
 
 /// worker -> coordinator: step done; the parameter hash (XxHash128 of the float32 parameters,

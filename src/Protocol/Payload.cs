@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 
@@ -7,22 +6,6 @@ namespace DistTrain.Protocol;
 /// Raw little-endian payloads and their cutting into parts below the frame size.
 public static class Payload
 {
-    /// Buffers for the data plane's gradient chunks, which would otherwise allocate the gradient's
-    /// size twice per step in large-object arrays (and make the GC compete with training for the
-    /// cores). A step keeps up to about three times the gradient in flight (its chunks on both sides
-    /// and the sender's two-step resend history), hence the generous bucket.
-    public static readonly ArrayPool<byte> Buffers = ArrayPool<byte>.Create(ProtocolConfig.PartBytes, 1024);
-
-    /// A pooled chunk payload holding values as little-endian int64s: (buffer, bytes used).
-    public static (byte[] Buffer, int Length) RentFromLongs(ReadOnlySpan<long> values)
-    {
-        int length = values.Length * 8;
-        var buffer = Buffers.Rent(length);
-        if (BitConverter.IsLittleEndian) MemoryMarshal.AsBytes(values).CopyTo(buffer);
-        else for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(8 * i), values[i]);
-        return (buffer, length);
-    }
-
     public static byte[] FromFloats(ReadOnlySpan<float> values)
     {
         var bytes = new byte[values.Length * 4];
@@ -41,9 +24,15 @@ public static class Payload
     public static byte[] FromLongs(ReadOnlySpan<long> values)
     {
         var bytes = new byte[values.Length * 8];
-        if (BitConverter.IsLittleEndian) MemoryMarshal.AsBytes(values).CopyTo(bytes);
-        else for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8 * i), values[i]);
+        WriteLongs(values, bytes);
         return bytes;
+    }
+
+    /// Writes values as little-endian int64s into the first 8 * values.Length bytes of `bytes`.
+    public static void WriteLongs(ReadOnlySpan<long> values, Span<byte> bytes)
+    {
+        if (BitConverter.IsLittleEndian) MemoryMarshal.AsBytes(values).CopyTo(bytes);
+        else for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes[(8 * i)..], values[i]);
     }
 
     /// Adds (or, with add = false, copies) little-endian int64s into target.

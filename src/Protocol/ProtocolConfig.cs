@@ -119,4 +119,28 @@ public static class ProtocolConfig
     /// Akka.Remote names the transport in addresses: akka.ssl.tcp when TLS is on.
     public static string CoordinatorAddress(string host, int port, bool tls = false) => $"akka.{(tls ? "ssl." : "")}tcp://{SystemName}@{host}:{port}";
     public static string CoordinatorPath(string host, int port, bool tls = false) => $"{CoordinatorAddress(host, port, tls)}/user/{CoordinatorName}";
+
+    // ---- Data plane
+    /// A connection must finish its whole hello (greeting, path, MAC) within this, not each read:
+    /// a trickling stranger is cut off.
+    public static readonly TimeSpan DataPlaneHelloTimeout = TimeSpan.FromSeconds(10);
+    /// A write to a successor that stopped reading (gone without a reset) fails after this
+    /// instead of blocking the link for ever.
+    public static readonly TimeSpan DataPlaneWriteTimeout = TimeSpan.FromSeconds(30);
+    /// A successor whose data plane does not answer within this (a firewalled --data-port) gets
+    /// the generation's chunks over Akka.Remote, so the ring does not wait for ever.
+    public static readonly TimeSpan DataPlaneConnectPatience = TimeSpan.FromSeconds(10);
+    /// Between attempts while the successor refuses connections (its process still starting).
+    public static readonly TimeSpan DataPlaneConnectRetry = TimeSpan.FromMilliseconds(100);
+    /// Connections that have not proved the job token yet, at most: each holds a thread for up to
+    /// the hello timeout.
+    public const int DataPlaneMaxUnproven = 32;
+    public const int DataPlaneListenBacklog = 64;
+    /// The longest ring path a sender may announce in its hello.
+    public const int DataPlaneMaxPathBytes = 2048;
+    /// The kernel's socket buffer of a connection, on each side: a few gradient parts in flight.
+    public const int DataPlaneSocketBufferBytes = 4 << 20;
+    /// Pooled chunk buffers kept per size: a step keeps up to about three times the gradient in
+    /// flight (its chunks on both sides and the sender's two-step resend history).
+    public const int DataPlanePooledBuffers = 1024;
 }

@@ -5,6 +5,7 @@ using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
+using DistTrain.Worker.DataPlane;
 
 namespace DistTrain.Worker;
 
@@ -18,10 +19,10 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     /// gradient data plane to send ring chunks on (null: over Akka.Remote); it delivers what it
     /// receives to this actor as <see cref="RingChunk"/>s.
     public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name, TimeSpan? JoinTimeout = null,
-                                  DataPlane? Plane = null);
+                                  GradientDataPlane? Plane = null);
 
     /// A gradient chunk that came over the data plane from the worker whose ring path is From.
-    public sealed record RingChunk(string From, GradientChunk Chunk) : INoSerializationVerificationNeeded;
+    public sealed record RingChunk(string From, ChunkLease Chunk) : INoSerializationVerificationNeeded;
 
     readonly Settings _settings;
     /// Called when the worker stops: why (null when the job finished normally).
@@ -41,7 +42,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     IActorRef _chunkSender = ActorRefs.Nobody;
     /// The same, as the ring path a data-plane connection must prove it sends for.
     string _predecessorPath = "";
-    DataPlane.Link? _link;
+    Link? _link;
     /// The step being reduced (null between steps).
     RunStep? _current;
     double _computeSeconds;
@@ -157,8 +158,8 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         });
         Receive<RingChunk>(c =>
         {
-            if (c.Chunk.Generation >= _generation) Stash.Stash();
-            else c.Chunk.Release();
+            if (c.Chunk.Header.Generation >= _generation) Stash.Stash();
+            else c.Chunk.Dispose();
         });
         Receive<EvaluateRange>(m => { if (FromCoordinator(m)) Evaluate(m); });
         Receive<RequestModelState>(m => { if (FromCoordinator(m)) SendModelState(m); });
@@ -167,8 +168,8 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
 
     void Reducing()
     {
-        Receive<GradientChunk>(c => OnChunk(c, Sender.Equals(_chunkSender), Sender));
-        Receive<RingChunk>(c => OnChunk(c.Chunk, c.From == _predecessorPath && _predecessorPath.Length > 0, c.From));
+        Receive<GradientChunk>(c => OnChunk(c.Header, c.Payload, Sender.Equals(_chunkSender), Sender));
+        Receive<RingChunk>(c => OnChunk(c.Chunk.Header, c.Chunk.Bytes, c.From == _predecessorPath && _predecessorPath.Length > 0, c.From, c.Chunk));
         Receive<StartGeneration>(g =>
         {
             if (!FromCoordinator(g)) return;
@@ -183,7 +184,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         Common();
     }
 
-    void OnChunk(GradientChunk c, bool fromPeer, object from)
+    void OnChunk(ChunkHeader c, ReadOnlySpan<byte> payload, bool fromPeer, object from, ChunkLease? lease = null)
     {
         if (c.Generation > _generation || (c.Generation == _generation && c.Step > _current!.Step)) { Stash.Stash(); return; }
         bool done = false;
@@ -191,10 +192,10 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         {
             if (c.Generation < _generation || c.Step < _current!.Step) return;   // stale
             if (!fromPeer) { _log.Warning("rejected a gradient chunk from {0}, not this replica's peer", from); return; }
-            try { done = _allReduce!.Handle(c); }
+            try { done = _allReduce!.Handle(c, payload); }
             catch (InvalidChunkException e) { _log.Warning("rejected gradient chunk from {0}: {1}", from, e.Message); return; }
         }
-        finally { c.Release(); }   // a data-plane chunk's buffer goes back to the pool once handled or dropped
+        finally { lease?.Dispose(); }   // a data-plane chunk's buffer goes back to the pool once handled or dropped
         if (done) CompleteStep();
     }
 
@@ -246,7 +247,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
                 // Chunks go to the successor over the data plane, sent as this worker's ring path;
                 // over Akka.Remote when its data plane cannot be reached.
                 var link = _link = plane.Connect(nextEndpoint, g.Ring[g.Rank], fallback: c => next.Tell(c, self));
-                _allReduce = new RingAllReduce(g.Generation, g.Rank, n, link.Send, pooled: true);
+                _allReduce = new RingAllReduce(g.Generation, g.Rank, n, link);
             }
             else _allReduce = new RingAllReduce(g.Generation, g.Rank, n, c => next.Tell(c, self));
         }

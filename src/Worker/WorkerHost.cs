@@ -22,11 +22,11 @@ public static class WorkerHost
         // cheaper per byte than Akka.Remote here). Under TLS they stay on Akka.Remote's encrypted
         // connections: the data plane has no encryption of its own yet.
         IActorRef worker = ActorRefs.Nobody;
-        Collectives.DataPlane? plane;
+        DataPlane.GradientDataPlane? plane;
         try
         {
             plane = tls is null
-                ? new Collectives.DataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
+                ? new DataPlane.GradientDataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
                 : null;
         }
         catch (System.Net.Sockets.SocketException e)

@@ -1,5 +1,6 @@
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
+using DistTrain.Worker.DataPlane;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -25,18 +26,37 @@ public class AllReduceTests
         return d;
     }
 
+    /// A chunk in flight to a rank: an exact message's payload, or a lease on a pooled buffer.
+    sealed record Delivery(ChunkHeader Header, byte[]? Exact, ChunkLease? Lease)
+    {
+        /// Handles it, then gives a lease back at once, as the worker does.
+        public bool To(IAllReduce rank)
+        {
+            try { return rank.Handle(Header, Lease is null ? Exact : Lease.Bytes); }
+            finally { Lease?.Dispose(); }
+        }
+    }
+
+    /// The transport to one rank: exact messages, or with `buffers` leases as the data plane sends.
+    sealed class Mailbox(List<Delivery> queue, ChunkBuffers? buffers) : IChunkSink
+    {
+        public void Send(ChunkHeader header, ReadOnlySpan<long> values) =>
+            queue.Add(buffers is null ? new(header, Payload.FromLongs(values), null) : new(header, null, ChunkLease.Of(buffers, header, values)));
+    }
+
     /// Runs a ring of n ranks to completion. Each rank's incoming chunks wait in a list; the next
     /// delivery picks a random rank and, with `anyOrder`, a random one of its waiting chunks
     /// (otherwise the oldest, as Akka and the data plane deliver them).
-    /// With `pooled`, the ranks send chunks on pooled buffers and each chunk is released right
+    /// With `pooled`, the ranks send chunks on pooled buffers and each chunk is given back right
     /// after it is handled, as the worker does: a buffer reused too early would corrupt a sum.
     static void RingIsExact(int n, int length, ulong seed, bool anyOrder, bool pooled = false)
     {
         var inputs = Inputs(n, length, seed);
         var expected = PlainSum(inputs);
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
-        var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();   // list r: from r-1 to r
-        var rings = Enumerable.Range(0, n).Select(r => (IAllReduce)new RingAllReduce(3, r, n, c => waiting[(r + 1) % n].Add(c), pooled)).ToArray();
+        var buffers = pooled ? new ChunkBuffers() : null;
+        var waiting = Enumerable.Range(0, n).Select(_ => new List<Delivery>()).ToArray();   // list r: from r-1 to r
+        var rings = Enumerable.Range(0, n).Select(r => (IAllReduce)new RingAllReduce(3, r, n, new Mailbox(waiting[(r + 1) % n], buffers))).ToArray();
         var done = new bool[n];
         for (int r = 0; r < n; r++) done[r] = rings[r].Start(11, sums[r]);
         var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
@@ -48,11 +68,10 @@ public class AllReduceTests
             var chunk = waiting[r][pick];
             waiting[r].RemoveAt(pick);
             Assert.False(done[r], $"rank {r} got a chunk after completing");
-            Assert.Equal(pooled, chunk.IsPooled);
-            done[r] = rings[r].Handle(chunk);
-            chunk.Release();
+            done[r] = chunk.To(rings[r]);
         }
         Assert.All(done, Assert.True);
+        if (buffers is not null) Assert.Equal(buffers.Rented, buffers.Returned);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
     }
 
@@ -98,22 +117,6 @@ public class AllReduceTests
     public void Ring_is_exact_with_pooled_chunks_released_as_soon_as_they_are_handled(int n, int length) =>
         RingIsExact(n, length, (ulong)(n * 17 + length), anyOrder: true, pooled: true);
 
-    [Fact]
-    public void A_pooled_chunk_goes_to_a_serializer_only_as_an_exact_copy()
-    {
-        var values = new long[] { 1, -2, 1L << 50 };
-        var (buffer, bytes) = Payload.RentFromLongs(values);
-        var pooled = new GradientChunk(1, 2, 0, 0, 0, 1, buffer) { PooledLength = bytes };
-        Assert.True(buffer.Length >= bytes);
-        var exact = pooled.Exact();
-        Assert.False(exact.IsPooled);
-        Assert.Equal(Payload.FromLongs(values), exact.Payload);
-        var back = MessagePack.MessagePackSerializer.Deserialize<GradientChunk>(MessagePack.MessagePackSerializer.Serialize(exact));
-        Assert.Equal(exact.Payload, back.Payload);
-        Assert.False(back.IsPooled);
-        pooled.Release();
-    }
-
     /// The overlapped step: each rank's contribution arrives layer by layer from the end of the
     /// vector (Ready after each), interleaved at random with chunk deliveries in any order. Sums
     /// start at zero and the contribution is added as it becomes ready, as the worker does.
@@ -127,8 +130,9 @@ public class AllReduceTests
         var inputs = Inputs(n, length, seed);
         var expected = PlainSum(inputs);
         var sums = Enumerable.Range(0, n).Select(_ => new long[length]).ToArray();
-        var waiting = Enumerable.Range(0, n).Select(_ => new List<GradientChunk>()).ToArray();
-        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(3, r, n, c => waiting[(r + 1) % n].Add(c), pooled: true)).ToArray();
+        var buffers = new ChunkBuffers();
+        var waiting = Enumerable.Range(0, n).Select(_ => new List<Delivery>()).ToArray();
+        var rings = Enumerable.Range(0, n).Select(r => new RingAllReduce(3, r, n, new Mailbox(waiting[(r + 1) % n], buffers))).ToArray();
         var rng = new DistTrain.Cnn.DeterministicRandom(seed);
         // Layer boundaries, the same on every rank (one model): ready from the end, one layer at a time.
         var cuts = Enumerable.Range(0, 6).Select(_ => rng.NextInt(length)).Append(0).Distinct().OrderByDescending(c => c).ToArray();
@@ -156,11 +160,11 @@ public class AllReduceTests
                 var chunk = waiting[r][pick];
                 waiting[r].RemoveAt(pick);
                 Assert.False(done[r], $"rank {r} got a chunk after completing");
-                done[r] = rings[r].Handle(chunk);
-                chunk.Release();
+                done[r] = chunk.To(rings[r]);
             }
         }
         Assert.All(waiting, w => Assert.Empty(w));
+        Assert.Equal(buffers.Rented, buffers.Returned);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
     }
 

@@ -6,6 +6,7 @@ using DistTrain.Cnn.Optim;
 using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
 using DistTrain.Worker;
+using DistTrain.Worker.DataPlane;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -31,6 +32,12 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             coordinator.Send(worker, chunk);
         return worker;
     }
+
+    /// The pool of this test's data-plane chunks, counted apart from everyone else's.
+    readonly ChunkBuffers _buffers = new();
+
+    /// A chunk as the data plane delivers it: on a leased buffer the worker must give back.
+    ChunkLease Lease(ChunkHeader header, long[] values) => ChunkLease.Of(_buffers, header, values);
 
     static string[] Ring(params IActorRef[] members) => members.Select(Akka.Serialization.Serialization.SerializedActorPath).ToArray();
 
@@ -119,19 +126,20 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             var ring = Ring(worker, peer.Ref);
             peer.Send(worker, new StartGeneration(1, ring, 0, 0));
             int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
-            object Deliver(GradientChunk c) => viaDataPlane ? new WorkerActor.RingChunk(ring[1], c) : c;
+            object Deliver(ChunkHeader h, long[] values) =>
+                viaDataPlane ? new WorkerActor.RingChunk(ring[1], Lease(h, values)) : GradientChunk.Of(h, Payload.FromLongs(values));
             if (forge)
             {
                 var forged = new long[n - half];
                 Array.Fill(forged, 1L << 40);
-                worker.Tell(new WorkerActor.RingChunk(ring[0], new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged))));   // its own path, not its predecessor's
-                worker.Tell(new WorkerActor.RingChunk("akka.tcp://disttrain@10.9.9.9:1/user/worker", new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged))));
+                worker.Tell(new WorkerActor.RingChunk(ring[0], Lease(new(1, 0, 0, 1, 0, 1), forged)));   // its own path, not its predecessor's
+                worker.Tell(new WorkerActor.RingChunk("akka.tcp://disttrain@10.9.9.9:1/user/worker", Lease(new(1, 0, 0, 1, 0, 1), forged)));
             }
             peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
             peer.ExpectMsg<GradientChunk>(Patience);
-            peer.Send(worker, Deliver(new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half]))));
+            peer.Send(worker, Deliver(new(1, 0, 0, 1, 0, 1), new long[n - half]));
             peer.ExpectMsg<GradientChunk>(Patience);
-            peer.Send(worker, Deliver(new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8])));
+            peer.Send(worker, Deliver(new(1, 0, 1, 0, 0, 1), new long[half]));
             return peer.ExpectMsg<StepCompleted>(Patience).ParameterHash;
         }
         string overAkka = Run("akka-ring", viaDataPlane: false, forge: false);
@@ -158,5 +166,29 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
         var done = peer.ExpectMsg<StepCompleted>(Patience);
         Assert.Equal((1, 0L, 16L), (done.Generation, done.Step, done.Samples));
+    }
+
+    [Fact]
+    public void A_data_plane_chunk_gives_its_buffer_back_whether_it_is_handled_stale_or_rejected()
+    {
+        var peer = CreateTestProbe();   // coordinator and rank 1 of a ring of two
+        var worker = AcceptedWorker(peer, "leases");
+        var ring = Ring(worker, peer.Ref);
+        peer.Send(worker, new StartGeneration(1, ring, 0, 0));
+        int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
+        void Deliver(string from, ChunkHeader h, int values) => worker.Tell(new WorkerActor.RingChunk(from, Lease(h, new long[values])));
+
+        Deliver(ring[1], new(0, 0, 0, 1, 0, 1), n - half);       // stale: an older generation, before the step
+        Deliver(ring[1], new(1, 0, 0, 1, 0, 1), n - half);       // early: kept, then handled in the step
+        peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
+        peer.ExpectMsg<GradientChunk>(Patience);                 // round 0: its own segment 0
+        peer.ExpectMsg<GradientChunk>(Patience);                 // round 1: the early chunk was handled
+        Deliver(ring[0], new(1, 0, 1, 0, 0, 1), half);           // rejected: not the predecessor
+        Deliver(ring[1], new(1, 0, 0, 1, 0, 1), n - half);       // rejected: a duplicate
+        Deliver(ring[1], new(0, 0, 1, 0, 0, 1), half);           // stale: an older generation, mid-step
+        Deliver(ring[1], new(1, 0, 1, 0, 0, 1), half);           // handled: completes the step
+        Assert.Equal(1L, peer.ExpectMsg<StepCompleted>(Patience).Generation);
+        AwaitCondition(() => _buffers.Returned == _buffers.Rented, Patience);
+        Assert.Equal(6, _buffers.Rented);
     }
 }

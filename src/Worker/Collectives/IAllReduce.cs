@@ -15,9 +15,16 @@ public interface IAllReduce : IGradientExchange
         return Ready(0);
     }
 
-    /// Applies a chunk. Returns true when `sums` now holds the total. Throws
-    /// <see cref="InvalidChunkException"/> for a chunk that does not fit, which is never applied.
-    bool Handle(GradientChunk chunk);
+    /// Applies a chunk: its header and payload (little-endian int64s). Returns true when `sums` now
+    /// holds the total. Throws <see cref="InvalidChunkException"/> for a chunk that does not fit,
+    /// which is never applied. The payload is read during the call only: its owner may reuse it after.
+    bool Handle(ChunkHeader header, ReadOnlySpan<byte> payload);
+}
+
+public static class AllReduceMessages
+{
+    /// Applies a chunk that came as an Akka message.
+    public static bool Handle(this IAllReduce reduce, GradientChunk chunk) => reduce.Handle(chunk.Header, chunk.Payload);
 }
 
 public sealed class InvalidChunkException(string message) : Exception(message);

@@ -20,11 +20,14 @@ namespace DistTrain.Worker.Collectives;
 /// when its part becomes ready. Additions commute, so the total is the same exact integers. A final
 /// value can only come back after this rank has passed the part on, hence after it was ready.
 ///
-/// With pooled = true the chunks it sends are built on <see cref="Payload.Buffers"/>: the sender
-/// (the data plane) gives them back once written. Chunks it receives may be pooled or not; the
-/// caller releases them after Handle.
-public sealed class RingAllReduce(int generation, int rank, int size, Action<GradientChunk> sendToNext, bool pooled = false) : IAllReduce
+/// It sends through an <see cref="IChunkSink"/> (exact messages, or the data plane's pooled frames)
+/// and reads a received payload only during Handle, so it never knows who owns a buffer.
+public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink next) : IAllReduce
 {
+    /// Chunks to the next rank as exact messages.
+    public RingAllReduce(int generation, int rank, int size, Action<GradientChunk> sendToNext)
+        : this(generation, rank, size, new MessageSink(sendToNext)) { }
+
     long[] _sums = [];
     readonly int _generation = generation;
     long _step;
@@ -73,7 +76,7 @@ public sealed class RingAllReduce(int generation, int rank, int size, Action<Gra
         return Payload.Part(start, length, part, _parts).Start >= _readyFrom;
     }
 
-    public bool Handle(GradientChunk chunk)
+    public bool Handle(ChunkHeader chunk, ReadOnlySpan<byte> payload)
     {
         if (chunk.Generation != _generation || chunk.Step != _step)
             throw new InvalidChunkException($"chunk of generation {chunk.Generation} step {chunk.Step}, reducing generation {_generation} step {_step}");
@@ -84,9 +87,9 @@ public sealed class RingAllReduce(int generation, int rank, int size, Action<Gra
             throw new InvalidChunkException($"chunk part {chunk.Part} of {chunk.Parts}, expecting parts of {_parts}");
         var (start, length) = Segment(chunk.Segment);
         var (_, n) = Payload.Part(start, length, chunk.Part, _parts);
-        if (chunk.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {chunk.Bytes.Length} bytes, expecting {n * 8}");
+        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
         if (_applied[chunk.Round * _parts + chunk.Part]) throw new InvalidChunkException($"duplicate chunk part {chunk.Part} of round {chunk.Round}");
-        Apply(chunk);
+        Apply(chunk, payload);
         return _appliedCount == _applied.Length;
     }
 
@@ -101,19 +104,14 @@ public sealed class RingAllReduce(int generation, int rank, int size, Action<Gra
         int segment = SendSegment(round);
         var (start, length) = Segment(segment);
         var (s, n) = Payload.Part(start, length, part, _parts);
-        if (pooled)
-        {
-            var (buffer, bytes) = Payload.RentFromLongs(_sums.AsSpan(s, n));
-            sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, buffer) { PooledLength = bytes });
-        }
-        else sendToNext(new GradientChunk(_generation, _step, round, segment, part, _parts, Payload.FromLongs(_sums.AsSpan(s, n))));
+        next.Send(new ChunkHeader(_generation, _step, round, segment, part, _parts), _sums.AsSpan(s, n));
     }
 
-    void Apply(GradientChunk c)
+    void Apply(ChunkHeader c, ReadOnlySpan<byte> payload)
     {
         var (start, length) = Segment(c.Segment);
         var (s, n) = Payload.Part(start, length, c.Part, _parts);
-        Payload.IntoLongs(c.Bytes, _sums.AsSpan(s, n), add: !Gathering(c.Round));
+        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
         _applied[c.Round * _parts + c.Part] = true;
         _appliedCount++;
         // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)),

@@ -37,14 +37,14 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
         return false;
     }
 
-    public bool Handle(GradientChunk c)
+    public bool Handle(ChunkHeader c, ReadOnlySpan<byte> payload)
     {
         if (c.Generation != _generation || c.Step != _step || c.Round != 1 || c.Parts != _received.Length
             || (uint)c.Part >= (uint)c.Parts || _received[c.Part])
             throw new InvalidChunkException($"unexpected star chunk (generation {c.Generation}, step {c.Step}, round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, _sums.Length, c.Part, c.Parts);
-        if (c.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Bytes.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Bytes, _sums.AsSpan(s, n), add: false);
+        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
+        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: false);
         _received[c.Part] = true;
         return ++_count == _received.Length;
     }
@@ -72,8 +72,8 @@ public sealed class StarReducer(int length, int workers)
         if (c.Round != 0 || c.Parts != parts || (uint)c.Part >= (uint)parts || !_seen.Add((worker, c.Part)))
             throw new InvalidChunkException($"unexpected star chunk from {worker} (round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, length, c.Part, parts);
-        if (c.Bytes.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Bytes.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Bytes, _total.AsSpan(s, n), add: true);
+        if (c.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Payload.Length} bytes, expecting {n * 8}");
+        Payload.IntoLongs(c.Payload, _total.AsSpan(s, n), add: true);
         if (_seen.Count < workers * parts) return null;
         var result = new List<GradientChunk>(parts);
         for (int p = 0; p < parts; p++)
