@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -65,10 +66,7 @@ public sealed class DataPlaneTests : IDisposable
     public void When_the_successors_data_plane_cannot_be_reached_the_chunks_go_to_the_fallback()
     {
         // A port nobody listens on: the connection is refused until the link's patience runs out.
-        var closed = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        closed.Start();
-        int port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
-        closed.Stop();
+        int port = Ports.Free();
         var fallback = new BlockingCollection<GradientChunk>();
         using var link = _plane.Connect($"127.0.0.1:{port}", "peer", fallback.Add, TimeSpan.FromSeconds(1));
         var sent = Enumerable.Range(0, 5).Select(p => Chunk(p, 100)).ToList();
@@ -97,7 +95,7 @@ public sealed class DataPlaneTests : IDisposable
             var c = Chunk(p, 100_000);
             later.Add(c);
             link.Send(c);
-            Thread.Sleep(20);
+            SpinWait.SpinUntil(() => fallback.Count > 0, 20);   // paced, so the break shows before the 200th chunk
         }
         var resent = new List<GradientChunk>();
         while (fallback.TryTake(out var c, TimeSpan.FromSeconds(2))) resent.Add(c);
