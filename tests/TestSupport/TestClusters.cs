@@ -12,8 +12,4 @@ public static class TestClusters
                                            ITrainingObserver? observer = null, string? name = null) =>
         InProcessCluster.Start(system, settings, workers, observer ?? new InProcessCluster.SilentObserver(), name ?? settings.JobToken)
             .Completion.WaitAsync(Patience.Training);
-
-    /// The same for a plan and dataset, through the public InProcessCluster.Start a user calls.
-    public static Task<ClusterOutcome> Run(ActorSystem system, Cnn.Training.TrainingPlan plan, Cnn.Data.DatasetFolder data, int workers, string name) =>
-        InProcessCluster.Start(system, plan, data, workers, name: name).Completion.WaitAsync(Patience.Training);
 }
