@@ -30,7 +30,7 @@ public sealed class DataPlaneTests : IDisposable
         foreach (var c in sent) link.Send(c);
         foreach (var expected in sent)
         {
-            Assert.True(_received.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not arrive");
+            Assert.True(_received.TryTake(out var got, Patience.Reply), "a chunk did not arrive");
             Assert.Equal("akka.tcp://disttrain@10.0.0.2:4054/user/worker#1", got.From);
             Assert.Equal((expected.Generation, expected.Step, expected.Round, expected.Segment, expected.Part, expected.Parts),
                          (got.Chunk.Generation, got.Chunk.Step, got.Chunk.Round, got.Chunk.Segment, got.Chunk.Part, got.Chunk.Parts));
@@ -47,7 +47,7 @@ public sealed class DataPlaneTests : IDisposable
         using (var link = stranger.Connect($"127.0.0.1:{_plane.Port}", "akka.tcp://disttrain@127.0.0.1:1/user/worker"))
             for (int p = 0; p < 5; p++) link.Send(Chunk(p, 10));
         Assert.False(_received.TryTake(out _, TimeSpan.FromSeconds(2)));
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), Patience.Reply), string.Join("\n", _log));
     }
 
     [Fact]
@@ -58,7 +58,7 @@ public sealed class DataPlaneTests : IDisposable
         var greeting = new byte[40];
         stream.ReadExactly(greeting);
         stream.Write(new byte[4096]);   // no magic, no MAC
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), Patience.Reply), string.Join("\n", _log));
         Assert.Empty(_received);
     }
 
@@ -73,7 +73,7 @@ public sealed class DataPlaneTests : IDisposable
         foreach (var c in sent) link.Send(c);
         foreach (var expected in sent)
         {
-            Assert.True(fallback.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not reach the fallback");
+            Assert.True(fallback.TryTake(out var got, Patience.Reply), "a chunk did not reach the fallback");
             Assert.Same(expected, got);
         }
         Assert.Contains(_log, l => l.Contains("sending gradients over Akka.Remote instead"));
@@ -87,7 +87,7 @@ public sealed class DataPlaneTests : IDisposable
         using var link = _plane.Connect($"127.0.0.1:{receiver.Port}", "peer", fallback.Add);
         var early = Enumerable.Range(0, 3).Select(p => Chunk(p, 100)).ToList();   // all of step 42
         foreach (var c in early) link.Send(c);
-        for (int i = 0; i < 3; i++) Assert.True(_received.TryTake(out _, TimeSpan.FromSeconds(10)));
+        for (int i = 0; i < 3; i++) Assert.True(_received.TryTake(out _, Patience.Reply));
         receiver.Dispose();   // the successor's end goes away mid-step
         var later = new List<GradientChunk>();
         for (int p = 3; p < 200 && fallback.Count == 0; p++)
@@ -123,7 +123,7 @@ public sealed class DataPlaneTests : IDisposable
         using var sender = new DataPlane("127.0.0.1", 0, "job-token", (_, _) => { }, _ => { });
         using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
         link.Send(new GradientChunk(1, 1, 0, 0, 0, 1, new byte[ProtocolConfig.MaximumFrameBytes + 8]));
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), TimeSpan.FromSeconds(10)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), Patience.Reply), string.Join("\n", _log));
         Assert.Empty(_received);
     }
 }

@@ -53,7 +53,7 @@ public sealed class MultiProcessTests : ProcessTests
         Process? replacement = null;
         try
         {
-            Assert.True(started.Wait(TimeSpan.FromMinutes(2)), "training did not start: " + output);
+            Assert.True(started.Wait(Patience.Training), "training did not start: " + output);
             int victim = WorkerProcesses(port).First();
             Process.GetProcessById(victim).Kill();   // SIGKILL: no goodbye, the cluster's failure detector must notice
             var join = DisttrainProcess.StartInfo(["worker", "--coordinator", $"127.0.0.1:{port}", "--data", data, "--threads", "1", "--name", "latecomer"]);

@@ -51,7 +51,7 @@ public sealed class TlsProcessTests : ProcessTests
             Assert.True(plainWorkerExit == 4, plainWorkerOutput);   // a cleartext worker cannot speak to a TLS coordinator
             Assert.Contains("worker cleartext: ", plainWorkerOutput);
 
-            var (goodExit, goodOutput) = Processes.RunToExit(Worker("trusted", "--tls-cert", Path.Combine(certs, "worker-a.pfx"), "--tls-ca", Path.Combine(certs, "ca.crt")), TimeSpan.FromMinutes(2));
+            var (goodExit, goodOutput) = Processes.RunToExit(Worker("trusted", "--tls-cert", Path.Combine(certs, "worker-a.pfx"), "--tls-ca", Path.Combine(certs, "ca.crt")), Patience.Training);
             Assert.True(goodExit == 0, goodOutput);
             Assert.True(coordinator.WaitForExit(Patience.Helper));
             string log = coordinatorOutput.Result + coordinatorErrors.Result;

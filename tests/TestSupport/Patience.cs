@@ -6,8 +6,8 @@ public static class Patience
 {
     /// A training run (in-process cluster or processes) to end.
     public static readonly TimeSpan Training = TimeSpan.FromMinutes(3);
-    /// One actor's answer, or one step of a single worker.
-    public static readonly TimeSpan Reply = TimeSpan.FromSeconds(20);
+    /// One answer: an actor's reply, a step of a small ring, a chunk or a log line of the data plane.
+    public static readonly TimeSpan Reply = TimeSpan.FromSeconds(30);
     /// A helper process (openssl, a refused worker) to exit.
     public static readonly TimeSpan Helper = TimeSpan.FromMinutes(1);
 }
