@@ -4,7 +4,7 @@ namespace DistTrain.TestSupport;
 /// share two CPUs; a passing test never waits that long, it waits for the condition.
 public static class Patience
 {
-    /// A training run (in-process cluster or processes) to end.
+    /// A training run (in-process cluster or processes), or a whole all-reduce of a large vector, to end.
     public static readonly TimeSpan Training = TimeSpan.FromMinutes(3);
     /// One answer: an actor's reply, a step of a small ring, a chunk or a log line of the data plane.
     public static readonly TimeSpan Reply = TimeSpan.FromSeconds(30);
