@@ -23,8 +23,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-dotnet build src/Coordinator -c Release -v quiet -nologo >/dev/null
-bin=src/Coordinator/bin/Release/net10.0/disttrain
+dotnet build src/Coordinator/Cli -c Release -v quiet -nologo >/dev/null
+bin=src/Coordinator/Cli/bin/Release/net10.0/disttrain
 [[ -d "$data" ]] || deploy/fetch-mnist.sh "$data"
 out=$(mktemp -d /tmp/disttrain-chaos.XXXXXX)
 pids=()

@@ -44,8 +44,8 @@ done
 delayed=$(python3 -c "print(int($latency > 0 or $loss > 0))")
 [[ $delayed == 0 || -c /dev/net/tun ]] || { echo "netns-cluster.sh: --latency/--loss need /dev/net/tun" >&2; exit 2; }
 
-dotnet build src/Coordinator -c Release -v quiet -nologo >/dev/null
-dll="$PWD/src/Coordinator/bin/Release/net10.0/disttrain.dll"
+dotnet build src/Coordinator/Cli -c Release -v quiet -nologo >/dev/null
+dll="$PWD/src/Coordinator/Cli/bin/Release/net10.0/disttrain.dll"
 [[ -d "$data" ]] || deploy/fetch-mnist.sh "$data"
 data="$(cd "$data" && pwd)"
 

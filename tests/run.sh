@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test: fetches real MNIST if absent (tests use it where
-# present), builds Release, runs all test projects, and ends with "N passed, N failed".
+# present), builds Release, runs all test projects and, beside them, the README's TestKit example
+# in a project outside the repository that references the packed libraries (tests/packages.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,15 +20,26 @@ if ! command -v openssl >/dev/null; then
 fi
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+packages_log="$(mktemp)"
+trap 'rm -f "$log" "$packages_log"' EXIT
 status=0
-dotnet test DistTrain.sln -c Release --nologo "$@" 2>&1 | tee "$log" || status=$?
+dotnet build DistTrain.sln -c Release --nologo -v q
+
+# The packages in a user's project outside the repository (README, TestKit section). It runs beside
+# the tests, which spend much of their time waiting on processes and timeouts; its lines come after.
+bash tests/packages.sh >"$packages_log" 2>&1 &
+packages_pid=$!
+dotnet test DistTrain.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log" || status=$?
 
 # dotnet test prints one summary per test assembly; add them up into the plain closing line.
 passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 echo "tests: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+packages_status=0
+wait "$packages_pid" || packages_status=$?
+cat "$packages_log"
+if [[ $packages_status -eq 0 ]]; then echo "packages: passed"; else echo "packages: FAILED"; status=1; fi
 
 # A short job across three network namespaces with 5 ms between hosts, checked against the same
 # job on this machine (the script removes every namespace it made). It needs root and iproute2.

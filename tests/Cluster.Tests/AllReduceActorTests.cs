@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -47,7 +48,7 @@ public class AllReduceActorTests() : TestKit(ProtocolConfig.Local(serializeMessa
         var expected = Enumerable.Range(0, length).Select(i => inputs.Sum(x => x[i])).ToArray();
         var peers = Enumerable.Range(0, n).Select(r => Sys.ActorOf(Props.Create(() => new RingPeer(TestActor)), $"peer-{n}-{r}")).ToArray();
         for (int r = 0; r < n; r++) peers[r].Tell(new RingPeer.Begin(r, n, peers[(r + 1) % n], inputs[r]));
-        var results = ReceiveN(n, TimeSpan.FromSeconds(30)).Cast<RingPeer.Finished>().ToList();
+        var results = ReceiveN(n, Patience.Training).Cast<RingPeer.Finished>().ToList();
         Assert.Equal(Enumerable.Range(0, n), results.Select(f => f.Rank).Order());
         Assert.All(results, f => Assert.Equal(expected, f.Sums));
     }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using DistTrain.Protocol;
 using DistTrain.Worker.DataPlane;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -25,7 +26,7 @@ public sealed class DataPlaneTests : IDisposable
         (new ChunkHeader(7, 42, part % 3, part % 5, part, 100), Enumerable.Range(0, longs).Select(i => (long)i * part - (1L << 40)).ToArray());
 
     static void AllReturned(ChunkBuffers buffers) =>
-        Assert.True(SpinWait.SpinUntil(() => buffers.Returned == buffers.Rented, TimeSpan.FromSeconds(10)),
+        Assert.True(SpinWait.SpinUntil(() => buffers.Returned == buffers.Rented, Patience.Reply),
                     $"{buffers.Rented} buffers rented, {buffers.Returned} returned");
 
     [Fact]
@@ -37,7 +38,7 @@ public sealed class DataPlaneTests : IDisposable
         foreach (var (header, values) in sent) link.Send(header, values);
         foreach (var (header, values) in sent)
         {
-            Assert.True(_received.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not arrive");
+            Assert.True(_received.TryTake(out var got, Patience.Reply), "a chunk did not arrive");
             Assert.Equal("akka.tcp://disttrain@10.0.0.2:4054/user/worker#1", got.From);
             Assert.Equal(header, got.Chunk.Header);
             Assert.Equal(Payload.FromLongs(values), got.Chunk.Bytes.ToArray());
@@ -56,7 +57,7 @@ public sealed class DataPlaneTests : IDisposable
         using (var link = stranger.Connect($"127.0.0.1:{_plane.Port}", "akka.tcp://disttrain@127.0.0.1:1/user/worker"))
             for (int p = 0; p < 5; p++) { var (h, v) = Chunk(p, 10); link.Send(h, v); }
         Assert.False(_received.TryTake(out _, TimeSpan.FromSeconds(2)));
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), Patience.Reply), string.Join("\n", _log));
         AllReturned(_outBuffers);
     }
 
@@ -68,7 +69,7 @@ public sealed class DataPlaneTests : IDisposable
         var greeting = new byte[40];
         stream.ReadExactly(greeting);
         stream.Write(new byte[4096]);   // no magic, no MAC
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), TimeSpan.FromSeconds(5)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("refused a connection")), Patience.Reply), string.Join("\n", _log));
         Assert.Empty(_received);
     }
 
@@ -76,10 +77,7 @@ public sealed class DataPlaneTests : IDisposable
     public void When_the_successors_data_plane_cannot_be_reached_the_chunks_go_to_the_fallback()
     {
         // A port nobody listens on: the connection is refused until the link's patience runs out.
-        var closed = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        closed.Start();
-        int port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
-        closed.Stop();
+        int port = Ports.Free();
         var fallback = new BlockingCollection<GradientChunk>();
         using var sender = Sender();
         using var link = sender.Connect($"127.0.0.1:{port}", "peer", fallback.Add, TimeSpan.FromSeconds(1));
@@ -87,7 +85,7 @@ public sealed class DataPlaneTests : IDisposable
         foreach (var (h, v) in sent) link.Send(h, v);
         foreach (var (header, values) in sent)
         {
-            Assert.True(fallback.TryTake(out var got, TimeSpan.FromSeconds(10)), "a chunk did not reach the fallback");
+            Assert.True(fallback.TryTake(out var got, Patience.Reply), "a chunk did not reach the fallback");
             Assert.Equal(header, got.Header);
             Assert.Equal(Payload.FromLongs(values), got.Payload);   // an exact copy: its buffer went back
         }
@@ -103,7 +101,7 @@ public sealed class DataPlaneTests : IDisposable
         using var link = _plane.Connect($"127.0.0.1:{receiver.Port}", "peer", fallback.Add);
         var early = Enumerable.Range(0, 3).Select(p => Chunk(p, 100)).ToList();   // all of step 42
         foreach (var (h, v) in early) link.Send(h, v);
-        for (int i = 0; i < 3; i++) { Assert.True(_received.TryTake(out var c, TimeSpan.FromSeconds(10))); c.Chunk.Dispose(); }
+        for (int i = 0; i < 3; i++) { Assert.True(_received.TryTake(out var c, Patience.Reply)); c.Chunk.Dispose(); }
         receiver.Dispose();   // the successor's end goes away mid-step
         var later = new List<ChunkHeader>();
         for (int p = 3; p < 200 && fallback.Count == 0; p++)
@@ -111,7 +109,7 @@ public sealed class DataPlaneTests : IDisposable
             var (h, v) = Chunk(p, 100_000);
             later.Add(h);
             link.Send(h, v);
-            Thread.Sleep(20);
+            SpinWait.SpinUntil(() => fallback.Count > 0, 20);   // paced, so the break shows before the 200th chunk
         }
         var resent = new List<ChunkHeader>();
         while (fallback.TryTake(out var c, TimeSpan.FromSeconds(2))) resent.Add(c.Header);
@@ -146,7 +144,7 @@ public sealed class DataPlaneTests : IDisposable
         using var sender = Sender();
         using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
         link.Send(new ChunkHeader(1, 1, 0, 0, 0, 1), new long[ProtocolConfig.MaximumFrameBytes / 8 + 1]);
-        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), TimeSpan.FromSeconds(10)), string.Join("\n", _log));
+        Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), Patience.Reply), string.Join("\n", _log));
         Assert.Empty(_received);
         Assert.Equal(0, _inBuffers.Rented);   // refused before any buffer was leased for it
     }
@@ -209,7 +207,10 @@ public sealed class DataPlaneTests : IDisposable
             for (int part = 0; part < 4; part++) link.Send(new ChunkHeader(1, step, 0, 0, part, 4), values);
             if (step >= 5) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
             // The writer gives a step's buffers back two steps later, once they leave its resend history.
-            for (int part = 0; part < 4; part++) { Assert.True(_received.TryTake(out var c, TimeSpan.FromSeconds(10))); c.Chunk.Dispose(); }
+            for (int part = 0; part < 4; part++) { Assert.True(_received.TryTake(out var c, Patience.Reply)); c.Chunk.Dispose(); }
+            // The writer gives them back just after writing the next steps' chunks, which may be after the
+            // receiver has them: wait for it, so that a step never finds the pool short by a race.
+            Assert.True(SpinWait.SpinUntil(() => _outBuffers.Rented - _outBuffers.Returned <= 8, Patience.Reply), "the resend history kept more than two steps");
         }
         Assert.True(allocated < ProtocolConfig.PartBytes / 4, $"20 sends allocated {allocated} bytes");
     }

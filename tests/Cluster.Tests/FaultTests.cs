@@ -7,6 +7,7 @@ using DistTrain.Cnn.Training;
 using DistTrain.Coordinator.Cluster;
 using DistTrain.Protocol;
 using DistTrain.Worker;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -26,8 +27,6 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         reference.Run();
         return ParameterHash.Sha256Hex(reference.Model.Parameters);
     });
-    static readonly TimeSpan Patience = TimeSpan.FromMinutes(3);
-
     /// Runs `act` on the coordinator's thread right after step `at` completes (once), and records
     /// log lines and checkpoint requests.
     sealed class Trigger(long at, Action act) : ITrainingObserver
@@ -62,7 +61,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         var trigger = new Trigger(4, () => Sys.Stop(workers[1]));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 3, allReduce), 3, trigger, name);
         workers = cluster.Workers;
-        var outcome = await cluster.Completion.WaitAsync(Patience);
+        var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
         Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(14, outcome.Steps);
@@ -80,7 +79,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         // The job wants 3 workers; after a 1 s wait it starts with the 2 present; the third comes at step 3.
         var trigger = new Trigger(3, () => StartWorker(name, "latecomer"));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 3, waitSeconds: 1), 2, trigger, name);
-        var outcome = await cluster.Completion.WaitAsync(Patience);
+        var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
         Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(3, outcome.Workers);             // the latecomer was in the ring at the end...
@@ -99,7 +98,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         var trigger = new Trigger(4, () => coordinator.Tell(new CoordinatorActor.Interrupt("SIGTERM")));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 2), 2, trigger, name);
         coordinator = cluster.Coordinator;
-        var outcome = await cluster.Completion.WaitAsync(Patience);
+        var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
         Assert.Equal("interrupted", outcome.Status);
         Assert.Equal("interrupted by SIGTERM", outcome.Error);
@@ -115,7 +114,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         var trigger = new Trigger(5, () => Sys.Stop(workers[0]));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 1, waitSeconds: 1, checkpointEvery: 3), 1, trigger, name);
         workers = cluster.Workers;
-        var outcome = await cluster.Completion.WaitAsync(Patience);
+        var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
         Assert.Equal("failed", outcome.Status);
         Assert.Contains("no worker left and none joined within 1s", outcome.Error);
@@ -137,7 +136,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         });
         var cluster = InProcessCluster.Start(Sys, Settings(name, 1, checkpointEvery: 3), 1, trigger, name);
         workers = cluster.Workers;
-        var outcome = await cluster.Completion.WaitAsync(Patience);
+        var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
         Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(FaultFree.Value, outcome.ParameterSha256);

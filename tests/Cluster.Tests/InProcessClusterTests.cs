@@ -20,7 +20,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         GlobalBatch = 64, MicroBatch = 16, Epochs = 2, Seed = 7, MaxSteps = maxSteps,
     };
 
-    static readonly TimeSpan Patience = TimeSpan.FromMinutes(3);
+    static readonly TimeSpan Patience = TestSupport.Patience.Training;
 
     [Fact]
     public async Task Three_workers_converge_and_replicas_stay_bitwise_equal()

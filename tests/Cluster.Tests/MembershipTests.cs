@@ -6,6 +6,7 @@ using DistTrain.Coordinator.Cluster;
 using DistTrain.Protocol;
 using DistTrain.Worker;
 using AkkaCluster = Akka.Cluster.Cluster;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
@@ -50,7 +51,7 @@ public sealed class MembershipTests : IAsyncLifetime
         var stopped = new TaskCompletionSource<string?>();
         var path = $"{_address}/user/{ProtocolConfig.CoordinatorName}";
         system.ActorOf(WorkerActor.Props(new WorkerActor.Settings(path, "not-the-token", null, 1, "stranger"), e => stopped.TrySetResult(e)));
-        Assert.Equal("refused by the coordinator: wrong job token", await stopped.Task.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal("refused by the coordinator: wrong job token", await stopped.Task.WaitAsync(Patience.Reply));
         await Task.Delay(1000);
         Assert.Equal(1, Members);   // the coordinator alone
     }
@@ -63,7 +64,7 @@ public sealed class MembershipTests : IAsyncLifetime
         var intruder = AkkaCluster.Get(system);
         intruder.RegisterOnMemberRemoved(() => removed.TrySetResult());
         intruder.Join(_address);
-        await removed.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await removed.Task.WaitAsync(Patience.Helper);
         Assert.DoesNotContain(AkkaCluster.Get(_coordinatorSystem).State.Members, m => m.Address.Equals(intruder.SelfAddress) && m.Status == Akka.Cluster.MemberStatus.Up);
     }
 

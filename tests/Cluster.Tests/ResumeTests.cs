@@ -5,13 +5,14 @@ using DistTrain.Cnn.Optim;
 using DistTrain.Cnn.Training;
 using DistTrain.Coordinator.Cluster;
 using DistTrain.Protocol;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
 /// Checkpoints taken from the cluster mid-run continue to exactly the uninterrupted result.
 public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
 {
-    readonly string _dir = Directory.CreateTempSubdirectory("disttrain-resume-").FullName;
+    readonly TempFolder _dir = new("resume");
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(640, 100, seed: 6);
     static readonly TrainingPlan Plan = new()
     {
@@ -35,18 +36,18 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
     Task<ClusterOutcome> Run(string name, int workers, TrainingCheckpoint? resume, ITrainingObserver observer, long every = 0)
     {
         var settings = new CoordinatorActor.Settings(Plan, Data, "ring", name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
-        return InProcessCluster.Start(Sys, settings, workers, observer, name).Completion.WaitAsync(TimeSpan.FromMinutes(3));
+        return TestClusters.Run(Sys, settings, workers, observer, name);
     }
 
     [Fact]
     public async Task Resuming_from_a_mid_epoch_checkpoint_with_another_worker_count_gives_the_uninterrupted_hash()
     {
         var uninterrupted = await Run("whole", 2, null, new InProcessCluster.SilentObserver());
-        var saver = new Saver(_dir);
+        var saver = new Saver(_dir.Path);
         await Run("saving", 3, null, saver, every: 15);
         Assert.Equal([15, 20, 30, 40], saver.Saved);   // every 15 steps, at the epoch end (20) and at the end
 
-        var resumed = await Run("resumed", 1, TrainingCheckpoint.Load(Path.Combine(_dir, "15.safetensors")), new InProcessCluster.SilentObserver());
+        var resumed = await Run("resumed", 1, TrainingCheckpoint.Load(_dir["15.safetensors"]), new InProcessCluster.SilentObserver());
         Assert.Equal("completed", resumed.Status);
         Assert.Equal(40, resumed.Steps);
         Assert.Equal(uninterrupted.ParameterSha256, resumed.ParameterSha256);
@@ -55,6 +56,6 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing) Directory.Delete(_dir, recursive: true);
+        if (disposing) _dir.Dispose();
     }
 }

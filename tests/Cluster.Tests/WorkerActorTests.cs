@@ -7,14 +7,13 @@ using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
 using DistTrain.Worker;
 using DistTrain.Worker.DataPlane;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cluster.Tests;
 
 /// One real worker, with a TestProbe playing both the coordinator and its ring neighbour.
 public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeMessages: true))
 {
-    static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
-
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(256, 64, seed: 4);
     static readonly TrainingPlan Plan = new() { Model = Presets.LeNet5, GlobalBatch = 32, MicroBatch = 16, Epochs = 1, Seed = 3 };
 
@@ -48,19 +47,19 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         var worker = AcceptedWorker(coordinator, "rollback");
         coordinator.Send(worker, new StartGeneration(1, Ring(worker), 0, 0));   // a ring of one: the step completes at once
         coordinator.Send(worker, new RunStep(1, 0, 0, 2, [], []));
-        var first = coordinator.ExpectMsg<StepCompleted>(Patience);
+        var first = coordinator.ExpectMsg<StepCompleted>(Patience.Reply);
 
         // The coordinator lost a peer before committing step 0: generation 2 redoes step 0.
         coordinator.Send(worker, new StartGeneration(2, Ring(worker), 0, 0));
         coordinator.Send(worker, new RunStep(2, 0, 0, 2, [], []));
-        var redone = coordinator.ExpectMsg<StepCompleted>(Patience);
+        var redone = coordinator.ExpectMsg<StepCompleted>(Patience.Reply);
         Assert.Equal((2, 0L), (redone.Generation, redone.Step));
         Assert.Equal(first.ParameterHash, redone.ParameterHash);   // applied once, not twice
 
         // A generation that starts after the committed step does not roll back.
         coordinator.Send(worker, new StartGeneration(3, Ring(worker), 0, 1));
         coordinator.Send(worker, new RunStep(3, 1, 0, 2, [], []));
-        var next = coordinator.ExpectMsg<StepCompleted>(Patience);
+        var next = coordinator.ExpectMsg<StepCompleted>(Patience.Reply);
         Assert.Equal(1L, next.Step);
         Assert.NotEqual(first.ParameterHash, next.ParameterHash);
     }
@@ -80,13 +79,13 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         // The worker still follows its coordinator, in generation 1 (the stranger's 7 was never taken).
         coordinator.Send(worker, new StartGeneration(1, Ring(worker), 0, 0));
         coordinator.Send(worker, new RunStep(1, 0, 0, 2, [], []));
-        var done = coordinator.ExpectMsg<StepCompleted>(Patience);
+        var done = coordinator.ExpectMsg<StepCompleted>(Patience.Reply);
 
         var control = CreateTestProbe();
         var twin = AcceptedWorker(control, "twin");
         control.Send(twin, new StartGeneration(1, Ring(twin), 0, 0));
         control.Send(twin, new RunStep(1, 0, 0, 2, [], []));
-        Assert.Equal(control.ExpectMsg<StepCompleted>(Patience).ParameterHash, done.ParameterHash);
+        Assert.Equal(control.ExpectMsg<StepCompleted>(Patience.Reply).ParameterHash, done.ParameterHash);
     }
 
     [Fact]
@@ -105,11 +104,11 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
                 CreateTestProbe().Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged)));
             }
             peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
-            peer.ExpectMsg<GradientChunk>(Patience);                   // round 0: its own segment 0
+            peer.ExpectMsg<GradientChunk>(Patience.Reply);                   // round 0: its own segment 0
             peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
-            peer.ExpectMsg<GradientChunk>(Patience);                   // round 1: the reduced segment 1
+            peer.ExpectMsg<GradientChunk>(Patience.Reply);                   // round 1: the reduced segment 1
             peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
-            return peer.ExpectMsg<StepCompleted>(Patience).ParameterHash;
+            return peer.ExpectMsg<StepCompleted>(Patience.Reply).ParameterHash;
         }
         Assert.Equal(Run("honest-ring", forge: false), Run("forged-ring", forge: true));
     }
@@ -136,11 +135,11 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
                 worker.Tell(new WorkerActor.RingChunk("akka.tcp://disttrain@10.9.9.9:1/user/worker", Lease(new(1, 0, 0, 1, 0, 1), forged)));
             }
             peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
-            peer.ExpectMsg<GradientChunk>(Patience);
+            peer.ExpectMsg<GradientChunk>(Patience.Reply);
             peer.Send(worker, Deliver(new(1, 0, 0, 1, 0, 1), new long[n - half]));
-            peer.ExpectMsg<GradientChunk>(Patience);
+            peer.ExpectMsg<GradientChunk>(Patience.Reply);
             peer.Send(worker, Deliver(new(1, 0, 1, 0, 0, 1), new long[half]));
-            return peer.ExpectMsg<StepCompleted>(Patience).ParameterHash;
+            return peer.ExpectMsg<StepCompleted>(Patience.Reply).ParameterHash;
         }
         string overAkka = Run("akka-ring", viaDataPlane: false, forge: false);
         Assert.Equal(overAkka, Run("plane-ring", viaDataPlane: true, forge: false));
@@ -159,12 +158,12 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
         peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
 
-        var own = peer.ExpectMsg<GradientChunk>(Patience);         // round 0: its segment 0
+        var own = peer.ExpectMsg<GradientChunk>(Patience.Reply);         // round 0: its segment 0
         Assert.Equal((0, 0), (own.Round, own.Segment));
-        var gathered = peer.ExpectMsg<GradientChunk>(Patience);    // round 1: the early chunk was used
+        var gathered = peer.ExpectMsg<GradientChunk>(Patience.Reply);    // round 1: the early chunk was used
         Assert.Equal((1, 1), (gathered.Round, gathered.Segment));
         peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
-        var done = peer.ExpectMsg<StepCompleted>(Patience);
+        var done = peer.ExpectMsg<StepCompleted>(Patience.Reply);
         Assert.Equal((1, 0L, 16L), (done.Generation, done.Step, done.Samples));
     }
 
@@ -181,14 +180,14 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         Deliver(ring[1], new(0, 0, 0, 1, 0, 1), n - half);       // stale: an older generation, before the step
         Deliver(ring[1], new(1, 0, 0, 1, 0, 1), n - half);       // early: kept, then handled in the step
         peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
-        peer.ExpectMsg<GradientChunk>(Patience);                 // round 0: its own segment 0
-        peer.ExpectMsg<GradientChunk>(Patience);                 // round 1: the early chunk was handled
+        peer.ExpectMsg<GradientChunk>(Patience.Reply);                 // round 0: its own segment 0
+        peer.ExpectMsg<GradientChunk>(Patience.Reply);                 // round 1: the early chunk was handled
         Deliver(ring[0], new(1, 0, 1, 0, 0, 1), half);           // rejected: not the predecessor
         Deliver(ring[1], new(1, 0, 0, 1, 0, 1), n - half);       // rejected: a duplicate
         Deliver(ring[1], new(0, 0, 1, 0, 0, 1), half);           // stale: an older generation, mid-step
         Deliver(ring[1], new(1, 0, 1, 0, 0, 1), half);           // handled: completes the step
-        Assert.Equal(1L, peer.ExpectMsg<StepCompleted>(Patience).Generation);
-        AwaitCondition(() => _buffers.Returned == _buffers.Rented, Patience);
+        Assert.Equal(1L, peer.ExpectMsg<StepCompleted>(Patience.Reply).Generation);
+        AwaitCondition(() => _buffers.Returned == _buffers.Rented, Patience.Reply);
         Assert.Equal(6, _buffers.Rented);
     }
 }

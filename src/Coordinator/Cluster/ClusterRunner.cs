@@ -79,12 +79,13 @@ public static class ClusterRunner
     static Process StartWorkerProcess(string host, int port, string? dataDir, int threads, string token, string name, TlsFiles? tls, ITrainingObserver observer)
     {
         var psi = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        // Run the same program: the apphost directly, or `dotnet disttrain.dll` when started that way.
+        // Run the same program: the apphost directly, or `dotnet disttrain.dll` when started that way
+        // (the entry assembly: this library is not the program).
         string self = Environment.ProcessPath ?? "dotnet";
         if (Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
             psi.FileName = self;
-            psi.ArgumentList.Add(typeof(ClusterRunner).Assembly.Location);
+            psi.ArgumentList.Add(System.Reflection.Assembly.GetEntryAssembly()?.Location ?? throw new InvalidOperationException("no entry assembly to start worker processes from"));
         }
         else psi.FileName = self;
         foreach (var a in new[] { "worker", "--coordinator", $"{host}:{port}", "--host", host, "--threads", threads.ToString(), "--name", name })
@@ -111,7 +112,7 @@ public sealed record TlsFiles(string Certificate, string Authority)
     {
         (null, null) => null,
         (string c, string a) => new TlsFiles(Path.GetFullPath(c), Path.GetFullPath(a)),
-        (null, _) => throw new Cli.UsageException("--tls-ca needs --tls-cert NODE.pfx (see deploy/make-certs.sh)"),
-        (_, null) => throw new Cli.UsageException("--tls-cert needs --tls-ca ca.crt (see deploy/make-certs.sh)"),
+        (null, _) => throw new BadInputException("--tls-ca needs --tls-cert NODE.pfx (see deploy/make-certs.sh)"),
+        (_, null) => throw new BadInputException("--tls-cert needs --tls-ca ca.crt (see deploy/make-certs.sh)"),
     };
 }

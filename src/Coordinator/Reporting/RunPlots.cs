@@ -16,7 +16,7 @@ public static class RunPlots
     public static Written Write(string metricsPath, string prefix)
     {
         var (steps, epochs) = Read(metricsPath);
-        if (steps.Count == 0 && epochs.Count == 0) throw new Cli.UsageException($"{metricsPath}: no step or epoch metrics to plot");
+        if (steps.Count == 0 && epochs.Count == 0) throw new BadInputException($"{metricsPath}: no step or epoch metrics to plot");
         var dir = Path.GetDirectoryName(Path.GetFullPath(prefix));
         if (dir is not null) Directory.CreateDirectory(dir);
 
@@ -35,7 +35,7 @@ public static class RunPlots
 
     static (List<StepPoint>, List<EpochPoint>) Read(string path)
     {
-        if (!File.Exists(path)) throw new Cli.UsageException($"{path}: metrics file not found");
+        if (!File.Exists(path)) throw new BadInputException($"{path}: metrics file not found");
         var steps = new SortedDictionary<long, StepPoint>();
         var epochs = new SortedDictionary<int, EpochPoint>();
         int number = 0;
@@ -62,7 +62,7 @@ public static class RunPlots
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                throw new Cli.UsageException($"{path}: line {number} is not a metrics record of disttrain train --metrics ({e.GetType().Name})");
+                throw new BadInputException($"{path}: line {number} is not a metrics record of disttrain train --metrics ({e.GetType().Name})");
             }
         }
         return (steps.Values.ToList(), epochs.Values.ToList());

@@ -35,8 +35,8 @@ public sealed class StatusServer : IDisposable
         {
             return new StatusServer(status, DistTrain.Protocol.ProtocolConfig.BindAddress(host), host, port);
         }
-        catch (SocketException e) { throw new Cli.UsageException($"--status-port {port}: cannot listen on {host}:{port}: {e.Message}"); }
-        catch (InvalidOperationException) { throw new Cli.UsageException($"--status-port {port}: {host} has no address to listen on"); }
+        catch (SocketException e) { throw new BadInputException($"--status-port {port}: cannot listen on {host}:{port}: {e.Message}"); }
+        catch (InvalidOperationException) { throw new BadInputException($"--status-port {port}: {host} has no address to listen on"); }
     }
 
     async Task ServeAsync()

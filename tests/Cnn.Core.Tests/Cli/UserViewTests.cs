@@ -3,10 +3,12 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Akka.Event;
 using DistTrain.Cnn.Training;
+using DistTrain.Coordinator;
 using DistTrain.Coordinator.Cli;
 using DistTrain.Coordinator.Cluster;
 using DistTrain.Coordinator.Reporting;
 using DistTrain.Protocol;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cnn.Tests.Cli;
 
@@ -63,7 +65,7 @@ public sealed class UserViewTests : IDisposable
         foreach (var png in new[] { written.LossPng, written.AccuracyPng }) AssertPng(png, 1000, 600);
 
         File.AppendAllLines(metrics, ["{\"event\":\"step\",\"step\":"]);
-        var e = Assert.Throws<UsageException>(() => RunPlots.Write(metrics, Path.Combine(_dir, "again")));
+        var e = Assert.Throws<BadInputException>(() => RunPlots.Write(metrics, Path.Combine(_dir, "again")));
         Assert.Contains("m.jsonl: line 37", e.Message);
     }
 
@@ -79,7 +81,7 @@ public sealed class UserViewTests : IDisposable
         status.Event("lost worker b at step 11; 1 left");
         status.Step(new StepReport(11, 100, 0, 0.25, 1.0, 0.01, 0), new StepTiming(0.1, 0.05, 0.03, [new WorkerShare("a", 64, 0.1)]));
 
-        using var server = StatusServer.Start(status, "127.0.0.1", FreePort());
+        using var server = StatusServer.Start(status, "127.0.0.1", Ports.Free());
         using var http = new HttpClient();
         using var json = JsonDocument.Parse(http.GetStringAsync(server.Url + "status").Result);
         var root = json.RootElement;
@@ -114,7 +116,7 @@ public sealed class UserViewTests : IDisposable
         try
         {
             int port = ((IPEndPoint)taken.LocalEndpoint).Port;
-            var e = Assert.Throws<UsageException>(() => StatusServer.Start(new TrainingStatus("m", 1, 1, 1), "127.0.0.1", port));
+            var e = Assert.Throws<BadInputException>(() => StatusServer.Start(new TrainingStatus("m", 1, 1, 1), "127.0.0.1", port));
             Assert.StartsWith($"--status-port {port}: cannot listen on 127.0.0.1:{port}", e.Message);
         }
         finally { taken.Stop(); }
@@ -182,14 +184,5 @@ public sealed class UserViewTests : IDisposable
         Assert.Equal(width, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)));
         Assert.Equal(height, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)));
         Assert.True(bytes.Length > 10_000, $"{path}: {bytes.Length} bytes is too small to hold the curves");
-    }
-
-    static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
     }
 }

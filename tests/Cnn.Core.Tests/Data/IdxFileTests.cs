@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using DistTrain.Cnn.Data;
+using DistTrain.TestSupport;
 
 namespace DistTrain.Cnn.Tests.Data;
 
@@ -118,10 +119,8 @@ public sealed class IdxFileTests : IDisposable
     public void Real_mnist_when_fetched()
     {
         // tests/run.sh fetches MNIST first, so CI always runs this; a bare `dotnet test` without data returns early.
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "DistTrain.sln"))) root = root.Parent;
-        var dir = root is null ? null : Path.Combine(root.FullName, "data", "mnist");
-        if (dir is null || !Directory.Exists(dir)) return;
+        var dir = Repository.Mnist;
+        if (dir is null) return;
         var mnist = DatasetFolder.Load(dir);
         Assert.Equal((60000, 10000), (mnist.Train.Count, mnist.Test.Count));
         Assert.Equal((28, 28), (mnist.Train.Height, mnist.Train.Width));

@@ -46,7 +46,7 @@ public static class Program
         {
             return parsed.Invoke(invocation);
         }
-        catch (Exception e) when (e is UsageException or DataFormatException or CheckpointFormatException or DistTrain.Protocol.TlsConfigurationException)
+        catch (Exception e) when (e is UsageException or BadInputException or DataFormatException or CheckpointFormatException or DistTrain.Protocol.TlsConfigurationException)
         {
             error.WriteLine($"{command}: {OneLine(e.Message)}");
             return ExitCodes.BadInput;
