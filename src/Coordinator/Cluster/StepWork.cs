@@ -1,4 +1,4 @@
-namespace DistTrain.Worker;
+namespace DistTrain.Coordinator.Cluster;
 
 /// How the coordinator cuts work among workers: micro-batch runs of a step and pieces of the test split.
 public static class StepWork
