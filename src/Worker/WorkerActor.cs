@@ -251,7 +251,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _link?.Dispose();   // the previous generation's connection: its successor may be gone
         _link = null;
         _predecessorPath = "";
-        if (_job.AllReduce == "star")
+        if (_job.AllReduce == AllReduceAlgorithm.Star)
         {
             _chunkSender = _coordinator;
             _allReduce = new StarAllReduce(g.Generation, c => _coordinator.Tell(c, Self));

@@ -45,18 +45,18 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         public string Transcript { get { lock (Lines) return string.Join("\n", Lines); } }
     }
 
-    CoordinatorActor.Settings Settings(string name, int expected, string allReduce = "ring", double waitSeconds = 60, long checkpointEvery = 0) =>
+    CoordinatorActor.Settings Settings(string name, int expected, AllReduceAlgorithm allReduce = AllReduceAlgorithm.Ring, double waitSeconds = 60, long checkpointEvery = 0) =>
         new(Plan, Data, allReduce, name, expected, Resume: null, CheckpointEveryEpoch: false, checkpointEvery, TimeSpan.FromSeconds(waitSeconds));
 
     IActorRef StartWorker(string coordinator, string name) =>
         Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{coordinator}", coordinator, Data, 1, name)), name);
 
     [Theory]
-    [InlineData("ring")]
-    [InlineData("star")]
-    public async Task A_worker_stopped_mid_step_has_its_step_redone_and_the_result_is_the_fault_free_one(string allReduce)
+    [InlineData(AllReduceAlgorithm.Ring)]
+    [InlineData(AllReduceAlgorithm.Star)]
+    public async Task A_worker_stopped_mid_step_has_its_step_redone_and_the_result_is_the_fault_free_one(AllReduceAlgorithm allReduce)
     {
-        string name = $"stop-{allReduce}";
+        string name = $"stop-{allReduce.Name()}";
         IReadOnlyList<IActorRef> workers = [];
         // Stopped right after step 4 completes, as step 5 is handed out: the step in flight is lost.
         var trigger = new Trigger(4, () => Sys.Stop(workers[1]));

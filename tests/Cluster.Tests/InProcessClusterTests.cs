@@ -43,9 +43,9 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var reference = new LocalTrainer(plan, Data);
         reference.Run();
         string expected = ParameterHash.Sha256Hex(reference.Model.Parameters);
-        foreach (var (workers, algorithm) in new[] { (1, "ring"), (2, "ring"), (3, "ring"), (3, "star") })
+        foreach (var (workers, algorithm) in new[] { (1, AllReduceAlgorithm.Ring), (2, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Star) })
         {
-            var outcome = await InProcessCluster.Start(Sys, plan, Data, workers, algorithm, name: $"inv-{workers}-{algorithm}").Completion.WaitAsync(Patience);
+            var outcome = await InProcessCluster.Start(Sys, plan, Data, workers, algorithm, name: $"inv-{workers}-{algorithm.Name()}").Completion.WaitAsync(Patience);
             Assert.Equal("completed", outcome.Status);
             Assert.True(expected == outcome.ParameterSha256, $"{workers} workers ({algorithm}): {outcome.ParameterSha256} != {expected}");
         }
@@ -58,7 +58,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var undisturbed = await InProcessCluster.Start(Sys, plan, Data, 1, name: "calm").Completion.WaitAsync(Patience);
 
         var done = new TaskCompletionSource<ClusterOutcome>();
-        var settings = new CoordinatorActor.Settings(plan, Data, "ring", "secret", ExpectedWorkers: 1, Resume: null, CheckpointEveryEpoch: false);
+        var settings = new CoordinatorActor.Settings(plan, Data, AllReduceAlgorithm.Ring, "secret", ExpectedWorkers: 1, Resume: null, CheckpointEveryEpoch: false);
         var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), done), "guarded");
         var intruder = CreateTestProbe();
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, "guess", "", 1, "intruder"), intruder.Ref);
@@ -83,7 +83,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var plan = Plan(maxSteps: 4);
         var local = await InProcessCluster.Start(Sys, plan, Data, 2, name: "with-data").Completion.WaitAsync(Patience);
         var done = new TaskCompletionSource<ClusterOutcome>();
-        var settings = new CoordinatorActor.Settings(plan, Data, "ring", "t", 2, null, false);
+        var settings = new CoordinatorActor.Settings(plan, Data, AllReduceAlgorithm.Ring, "t", 2, null, false);
         var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), done), "shipping");
         var path = coordinator.Path.ToStringWithoutAddress();
         Sys.ActorOf(DistTrain.Worker.WorkerActor.Props(new(path, "t", Data, 1, "has-data")), "ship-1");

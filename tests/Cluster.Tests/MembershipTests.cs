@@ -28,7 +28,7 @@ public sealed class MembershipTests : IAsyncLifetime
         var data = DatasetFolder.Synthetic(128, 32, seed: 1);
         var plan = new TrainingPlan { Model = Presets.LeNet5, GlobalBatch = 32, MicroBatch = 16, Epochs = 1, Seed = 1, MaxSteps = 2 };
         // Expects 2 workers, none of which comes: nothing trains while the test pokes at membership.
-        var settings = new CoordinatorActor.Settings(plan, data, "ring", "the-token", 2, null, false,
+        var settings = new CoordinatorActor.Settings(plan, data, AllReduceAlgorithm.Ring, "the-token", 2, null, false,
             WorkerWait: TimeSpan.FromMinutes(5), AdmissionGrace: TimeSpan.FromSeconds(2));
         _coordinatorSystem.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), _done), ProtocolConfig.CoordinatorName);
         return Task.CompletedTask;

@@ -34,7 +34,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
 
     Task<ClusterOutcome> Run(string name, int workers, TrainingCheckpoint? resume, ITrainingObserver observer, long every = 0)
     {
-        var settings = new CoordinatorActor.Settings(Plan, Data, "ring", name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
+        var settings = new CoordinatorActor.Settings(Plan, Data, AllReduceAlgorithm.Ring, name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
         return InProcessCluster.Start(Sys, settings, workers, observer, name).Completion.WaitAsync(TimeSpan.FromMinutes(3));
     }
 

@@ -34,11 +34,11 @@ public static class TrainCommand
     static readonly Option<int> WorkersOption = Opt.Int("--workers N", "worker processes to start on this machine", 1, min: 0, max: 256);
     static readonly Option<bool> InProcessOption = Opt.Flag("--in-process", "run the N workers as actors inside this process instead");
     static readonly Option<int> RemoteWorkersOption = Opt.Int("--remote-workers K", "also wait for K workers started elsewhere (disttrain worker --coordinator HOST:PORT)", 0, min: 0, max: 256);
-    static readonly Option<string> AllReduceOption = Opt.Choice("--allreduce ALG", "ring (peer to peer) or star (through the coordinator)", "ring", ["ring", "star"]);
+    static readonly Option<string> AllReduceOption = Opt.Choice("--allreduce ALG", "ring (peer to peer) or star (through the coordinator)", "ring", [.. DistTrain.Protocol.AllReduceAlgorithms.Names]);
     static readonly Option<string> HostOption = Opt.Text("--host H", "address to bind and advertise; workers elsewhere must reach it", "127.0.0.1")!;
     static readonly Option<int> PortOption = Opt.Int("--port P", "coordinator port (0: any free port)", 0, min: 0, max: 65535);
     static readonly Option<int?> ThreadsOption = Opt.OptionalInt("--threads T", "compute threads per worker [default: cores / workers]", min: 1, max: 1024);
-    static readonly Option<double> WorkerWaitOption = Opt.Double("--worker-wait SECS", "wait this long for workers at the start, and for a replacement when none is left", 60, 0, 86_400, minExclusive: true);
+    static readonly Option<double> WorkerWaitOption = Opt.Double("--worker-wait SECS", "wait this long for workers at the start, and for a replacement when none is left", DistTrain.Protocol.ProtocolConfig.WorkerWait.TotalSeconds, 0, 86_400, minExclusive: true);
     static readonly Option<string?> TokenFileOption = Opt.Text("--token-file FILE", $"the job token workers must present [default: {WorkerHost.TokenVariable}, else a random one]");
     static readonly Option<string?> TlsCertOption = Opt.Text("--tls-cert NODE.pfx", "Akka.Remote over TLS with mutual authentication: this node's certificate (deploy/make-certs.sh; password from DISTTRAIN_TLS_PASSWORD)");
     static readonly Option<string?> TlsCaOption = Opt.Text("--tls-ca CA.crt", "with --tls-cert: peers must hold a certificate from this CA");
@@ -70,7 +70,7 @@ public static class TrainCommand
         if (workers + remoteWorkers == 0) throw new UsageException("--workers 0 needs --remote-workers K to have someone to train");
         bool inProcess = a.GetValue(InProcessOption);
         if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
-        string allReduce = a.GetValue(AllReduceOption)!;
+        var allReduce = DistTrain.Protocol.AllReduceAlgorithms.Parse(a.GetValue(AllReduceOption)!);
         string host = a.GetValue(HostOption)!;
         int port = a.GetValue(PortOption);
         int threads = a.GetValue(ThreadsOption) ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers));

@@ -22,7 +22,7 @@ namespace DistTrain.Coordinator.Cluster;
 public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public sealed record Settings(
-        TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
+        TrainingPlan Plan, DatasetFolder Data, AllReduceAlgorithm AllReduce, string JobToken, int ExpectedWorkers,
         TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null,
         TimeSpan? AdmissionGrace = null)
     {
@@ -323,8 +323,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
         var endpoints = _workers.Select(w => w.DataEndpoint).ToArray();
         for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r, _step, endpoints));
-        _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
-        _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce} all-reduce, from step {_step + 1}");
+        _star = _s.AllReduce == AllReduceAlgorithm.Star ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
+        _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce.Name()} all-reduce, from step {_step + 1}");
     }
 
     // ---- Training --------------------------------------------------------------------------------
