@@ -17,14 +17,15 @@ public sealed class StepCommitTests
     {
         var commit = new StepCommit(generation: 2, step: 5, Ring);
         Assert.False(commit.Add("id-a", Report()));
-        Assert.False(commit.Add("stranger", Report()));             // not a member
-        Assert.False(commit.Add("id-b", Report(generation: 1)));     // an older generation
-        Assert.False(commit.Add("id-b", Report(step: 4)));           // another step
-        Assert.False(commit.Add("id-b", Report(step: 6)));
-        Assert.False(commit.Add("id-a", Report()));                  // a repeat
+        Assert.False(commit.Add("stranger", Report(hash: "forged")));             // not a member
+        Assert.False(commit.Add("id-b", Report(generation: 1, hash: "forged")));   // an older generation
+        Assert.False(commit.Add("id-b", Report(step: 4, hash: "forged")));         // another step
+        Assert.False(commit.Add("id-c", Report(step: 6, hash: "forged")));
+        Assert.False(commit.Add("id-a", Report(hash: "forged")));                  // a repeat
         Assert.Throws<InvalidOperationException>(() => commit.Verdict());
         Assert.False(commit.Add("id-b", Report()));
         Assert.True(commit.Add("id-c", Report()));
+        Assert.Equal("0123456789abcdef", Assert.IsType<StepVerdict.Committed>(commit.Verdict()).ParameterHash);
     }
 
     [Fact]
