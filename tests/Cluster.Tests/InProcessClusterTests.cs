@@ -16,7 +16,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
 
     static TrainingPlan Plan(long? maxSteps, ModelSpec? model = null) => new()
     {
-        Model = model ?? Presets.LeNet5, Optimizer = new OptimizerSettings("momentum"), LearningRate = 0.02,
+        Model = model ?? Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 64, MicroBatch = 16, Epochs = 2, Seed = 7, MaxSteps = maxSteps,
     };
 
@@ -29,7 +29,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         // on the held-out split (chance: 10%) with the training loss far below ln(10) = 2.3.
         var cluster = InProcessCluster.Start(Sys, Plan(maxSteps: null), Data, workers: 3, name: "converge");
         var outcome = await cluster.Completion.WaitAsync(Patience);
-        Assert.Equal("completed", outcome.Status);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
         Assert.True(outcome.ReplicasConsistent);
         Assert.Equal(24, outcome.Steps);
         Assert.True(outcome.LastTest.Accuracy >= 0.9, $"test accuracy {outcome.LastTest.Accuracy:F3}");
@@ -46,7 +46,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         foreach (var (workers, algorithm) in new[] { (1, AllReduceAlgorithm.Ring), (2, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Star) })
         {
             var outcome = await InProcessCluster.Start(Sys, plan, Data, workers, algorithm, name: $"inv-{workers}-{algorithm.Name()}").Completion.WaitAsync(Patience);
-            Assert.Equal("completed", outcome.Status);
+            Assert.Equal(RunStatus.Completed, outcome.Status);
             Assert.True(expected == outcome.ParameterSha256, $"{workers} workers ({algorithm}): {outcome.ParameterSha256} != {expected}");
         }
     }
@@ -70,7 +70,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
 
         Sys.ActorOf(DistTrain.Worker.WorkerActor.Props(new(coordinator.Path.ToStringWithoutAddress(), "secret", Data, 1, "honest")), "honest");
         var outcome = await done.Task.WaitAsync(Patience);
-        Assert.Equal("completed", outcome.Status);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
         Assert.Equal(undisturbed.ParameterSha256, outcome.ParameterSha256);
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));   // the intruder was never sent work
     }
@@ -112,7 +112,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         members = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience);
         Assert.Equal(1, forger.Forged);
-        Assert.True(outcome.Status == "completed", outcome.Error);
+        Assert.True(outcome.Status == RunStatus.Completed, outcome.Error);
         Assert.Equal(5, outcome.Steps);
         Assert.Equal(undisturbed.ParameterSha256, outcome.ParameterSha256);
         Assert.Equal(undisturbed.LastEpochTrain, outcome.LastEpochTrain);

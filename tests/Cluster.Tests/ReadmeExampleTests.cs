@@ -17,7 +17,7 @@ public class MyModelConvergesOnACluster() : TestKit(ProtocolConfig.Local())
         var cluster = InProcessCluster.Start(Sys, plan, data, workers: 3);
         var outcome = await cluster.Completion.WaitAsync(TimeSpan.FromMinutes(3));
 
-        Assert.Equal("completed", outcome.Status);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
         Assert.True(outcome.ReplicasConsistent);
         Assert.True(outcome.LastTest.Accuracy > 0.9);
     }

@@ -13,7 +13,7 @@ public sealed class StateFetchTests
     {
         var model = Model.Create(Presets.LeNet5);
         model.Initialize(seed);
-        var optimizer = Optimizer.Create(new OptimizerSettings("adam"), model.ParameterCount);
+        var optimizer = Optimizer.Create(new OptimizerSettings(OptimizerKind.Adam), model.ParameterCount);
         for (int i = 0; i < optimizer.State[0].Values.Length; i += 97) optimizer.State[0].Values[i] = i;
         optimizer.Steps = (long)seed;
         return (model, optimizer);

@@ -22,7 +22,7 @@ public static class TrainCommand
     static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);
     static readonly Option<int> MicroBatchOption = Opt.Int("--micro-batch M", "unit of work whose gradients are summed exactly", 16, min: 1, max: 1 << 20);
     static readonly Option<double?> LrOption = Opt.OptionalDouble("--lr X", "peak learning rate [default: 0.03; mnist-cnn 0.002]", 0, double.MaxValue, minExclusive: true);
-    static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerSettings.Kinds)} [default: momentum; mnist-cnn adam]");
+    static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerKinds.Names)} [default: momentum; mnist-cnn adam]");
     static readonly Option<double> MomentumOption = Opt.Double("--momentum M", "momentum factor", 0.9, 0, 1);
     static readonly Option<bool> NesterovOption = Opt.Flag("--nesterov", "Nesterov momentum");
     static readonly Option<double> WeightDecayOption = Opt.Double("--weight-decay W", "weight decay", 0, 0, 1);
@@ -83,7 +83,7 @@ public static class TrainCommand
         {
             Model = model,
             Optimizer = new OptimizerSettings(
-                Kind: OptimizerKind(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
+                Kind: ParseOptimizer(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
                 Momentum: a.GetValue(MomentumOption),
                 Nesterov: a.GetValue(NesterovOption),
                 WeightDecay: a.GetValue(WeightDecayOption)),
@@ -131,7 +131,7 @@ public static class TrainCommand
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +
-                         $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
+                         $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind.Name()} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
                          $"seed {plan.Seed}, {workers}{(inProcess ? " in-process" : "")} worker(s){(remoteWorkers > 0 ? $" + {remoteWorkers} remote" : "")}" +
                          (start is null ? "" : $", resumed at step {start.Step}"));
 
@@ -155,13 +155,13 @@ public static class TrainCommand
             }
             finally { DistTrain.Protocol.ConciseLogger.Sink = akkaLog; }
         }
-        status.Finish(outcome.Status);
+        status.Finish(outcome.Status.Text());
         double wall = clock.Elapsed.TotalSeconds;
 
-        int exit = outcome.Status switch { "completed" => ExitCodes.Done, "diverged" => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
+        int exit = outcome.Status switch { RunStatus.Completed => ExitCodes.Done, RunStatus.Diverged => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
         if (outcome.Error is not null)
             output.WriteLine($"error: {outcome.Error}" + (checkpoints is null ? "" : $"; checkpoints written so far are kept in {checkpoints.Path}"));
-        output.WriteLine($"{outcome.Status}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +
+        output.WriteLine($"{outcome.Status.Text()}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +
                          (outcome.TrainSeconds > 0 ? $", {outcome.TrainedImages / outcome.TrainSeconds:F0} img/s" : "") + observer.TimingSummary());
         if (reportPath is not null)
         {
@@ -192,8 +192,8 @@ public static class TrainCommand
         return exit;
     }
 
-    static string OptimizerKind(string kind) =>
-        OptimizerSettings.Kinds.Contains(kind) ? kind : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerSettings.Kinds)}, got '{kind}'");
+    static OptimizerKind ParseOptimizer(string kind) =>
+        OptimizerKinds.TryParse(kind, out var k) ? k : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerKinds.Names)}, got '{kind}'");
 
     static ModelSpec ResolveModel(string name)
     {

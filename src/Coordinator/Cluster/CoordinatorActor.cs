@@ -134,7 +134,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<Interrupt>(m =>
         {
             _interrupt = m.Reason;
-            _tally.End("interrupted", $"interrupted by {m.Reason}");
+            _tally.End(RunStatus.Interrupted, $"interrupted by {m.Reason}");
             if (inFlight is not null) return;   // what is in flight finishes first (RunNextStep)
             if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
             Finish(fetchState: false);
@@ -255,7 +255,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 StartTraining();
                 return;
             }
-            _tally.End("failed", _started ? $"no worker left and none joined within {wait:F0}s (--worker-wait)"
+            _tally.End(RunStatus.Failed, _started ? $"no worker left and none joined within {wait:F0}s (--worker-wait)"
                                           : $"no worker joined within {wait:F0}s (--worker-wait)");
             if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
             Finish(fetchState: false);
@@ -345,12 +345,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         switch (verdict)
         {
             case StepVerdict.Diverged d:
-                _tally.End("diverged", d.Error);
+                _tally.End(RunStatus.Diverged, d.Error);
                 Finish(fetchState: false);
                 return;
             case StepVerdict.Disagreed d:
                 _tally.Consistent = false;
-                _tally.End("failed", d.Error);
+                _tally.End(RunStatus.Failed, d.Error);
                 Finish(fetchState: false);
                 return;
         }
@@ -426,7 +426,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (!fetch.Matches)
             {
                 _tally.Consistent = false;
-                _tally.End("failed", "the parameters fetched from rank 0 do not match the hash all replicas reported");
+                _tally.End(RunStatus.Failed, "the parameters fetched from rank 0 do not match the hash all replicas reported");
                 Finish(fetchState: false);
                 return;
             }
@@ -446,7 +446,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             FetchStateThen(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
             return;
         }
-        foreach (var w in Admitted) w.Ref.Tell(new JobFinished(_tally.Status));
+        foreach (var w in Admitted) w.Ref.Tell(new JobFinished(_tally.Status.Text()));
         // The result is named by SHA-256 of the parameters of the last step, which the coordinator
         // holds once it has fetched and checked them; a run that failed before that (or whose
         // fetched parameters failed the check) has no result to name.
@@ -458,7 +458,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// What the run has done so far, as the outcome reports it.
     sealed class Tally
     {
-        public string Status { get; private set; } = "completed";
+        public RunStatus Status { get; private set; } = RunStatus.Completed;
         public string? Error { get; private set; }
         public bool Consistent { get; set; } = true;
         public int Failures { get; set; }
@@ -472,7 +472,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         double _trainSeconds;
         long _trainedImages;
 
-        public void End(string status, string error) => (Status, Error) = (status, error);
+        public void End(RunStatus status, string error) => (Status, Error) = (status, error);
 
         public void Committed(BatchStats step, double wallSeconds)
         {
