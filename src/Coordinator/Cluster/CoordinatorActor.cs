@@ -69,7 +69,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// The hash every replica reported after the last committed step.
     string _lastHash;
     StarReducer? _star;
-    readonly Tally _tally = new();
+    readonly RunTally _tally = new();
     readonly Stopwatch _stepClock = new(), _epochClock = new();
     string? _interrupt;
 
@@ -453,44 +453,5 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         string sha256 = _tally.Consistent && _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
         _done.TrySetResult(_tally.Outcome(_step, sha256, _workers.Count));
         Become(() => ReceiveAny(_ => { }));
-    }
-
-    /// What the run has done so far, as the outcome reports it.
-    sealed class Tally
-    {
-        public RunStatus Status { get; private set; } = RunStatus.Completed;
-        public string? Error { get; private set; }
-        public bool Consistent { get; set; } = true;
-        public int Failures { get; set; }
-        public long Redone { get; set; }
-        /// The current epoch's training statistics, and their value at the last fetched state.
-        public BatchStats EpochStats { get; set; }
-        public BatchStats SyncedEpochStats { get; set; }
-        public BatchStats LastEpochTrain { get; private set; }
-        public BatchStats LastTest { get; private set; }
-        /// Time spent in steps (dispatch to the last StepCompleted), not in evaluation or state transfer.
-        double _trainSeconds;
-        long _trainedImages;
-
-        public void End(RunStatus status, string error) => (Status, Error) = (status, error);
-
-        public void Committed(BatchStats step, double wallSeconds)
-        {
-            EpochStats += step;
-            _trainedImages += step.Samples;
-            _trainSeconds += wallSeconds;
-        }
-
-        /// Closes the epoch with its test result; returns the epoch's training statistics.
-        public BatchStats EpochEvaluated(BatchStats test)
-        {
-            LastTest = test;
-            LastEpochTrain = EpochStats;
-            EpochStats = new BatchStats();
-            return LastEpochTrain;
-        }
-
-        public ClusterOutcome Outcome(long steps, string sha256, int workers) =>
-            new(Status, Error, steps, LastEpochTrain, LastTest, sha256, Consistent, workers, Failures, Redone, _trainSeconds, _trainedImages);
     }
 }
