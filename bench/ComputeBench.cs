@@ -120,7 +120,7 @@ static class ComputeBench
         Parallelism.MaxThreads = threads;
         var plan = new TrainingPlan
         {
-            Model = spec, Optimizer = new OptimizerSettings(Presets.Recipe(spec.Name).Optimizer), LearningRate = Presets.Recipe(spec.Name).LearningRate,
+            Model = spec, Optimizer = new OptimizerSettings(OptimizerKinds.Parse(Presets.Recipe(spec.Name).Optimizer)), LearningRate = Presets.Recipe(spec.Name).LearningRate,
             GlobalBatch = batch, MicroBatch = microBatch, Epochs = 1000, Seed = 1, MaxSteps = warmup + steps,
         };
         var trainer = new LocalTrainer(plan, data);

@@ -193,7 +193,7 @@ static class NetworkBench
     {
         public Hub(int n, long bytes, int basePort)
         {
-            var reducer = new StarReducer((int)(bytes / 8), n);
+            var reducer = new DistTrain.Coordinator.Cluster.StarReducer((int)(bytes / 8), n);
             var workers = Enumerable.Range(0, n).Select(r => Context.ActorSelection(PeerPath(basePort, r))).ToArray();
             Receive<GradientChunk>(c =>
             {

@@ -20,9 +20,9 @@ public sealed record JobPlan(
     [property: Key(7)] int Classes,
     [property: Key(8)] float Mean,
     [property: Key(9)] float Std,
-    [property: Key(10)] string AllReduce)
+    [property: Key(10)] AllReduceAlgorithm AllReduce)
 {
-    public static JobPlan From(TrainingPlan plan, DistTrain.Cnn.Data.DatasetFolder data, string allReduce) =>
+    public static JobPlan From(TrainingPlan plan, DistTrain.Cnn.Data.DatasetFolder data, AllReduceAlgorithm allReduce) =>
         new(ToJson(plan), data.Name, data.Sha256, data.Train.Count, data.Test.Count, data.Train.Height, data.Train.Width,
             data.Train.Classes, data.Train.Mean, data.Train.Std, allReduce);
 

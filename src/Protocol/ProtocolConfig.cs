@@ -17,6 +17,23 @@ public static class ProtocolConfig
     /// (bench, ring of 2 processes, 4 MiB): parts of 1 MiB 63 MB/s, 256 KiB 111 MB/s, 128 KiB 103 MB/s.
     public const int PartBytes = 1 << 18;
 
+    // ---- Coordinator and worker
+    /// How long the coordinator waits for workers: for the job's workers at the start, and for a
+    /// replacement when none is left (--worker-wait).
+    public static readonly TimeSpan WorkerWait = TimeSpan.FromSeconds(60);
+    /// A cluster member with no admitted worker after this long is downed (a stranger).
+    public static readonly TimeSpan AdmissionGrace = TimeSpan.FromSeconds(20);
+    /// A refused worker exits; one still in the cluster after this long is downed.
+    public static readonly TimeSpan RefusedMemberGrace = TimeSpan.FromSeconds(5);
+    /// A worker gives up when the coordinator has not answered within this long (--join-timeout).
+    public static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(60);
+    /// A worker repeats its registration this often until the coordinator answers.
+    public static readonly TimeSpan RegisterRetry = TimeSpan.FromSeconds(1);
+    /// How long worker processes of the local cluster get to exit on their own after JobFinished.
+    public static readonly TimeSpan WorkerProcessExit = TimeSpan.FromSeconds(10);
+    /// Leaving the cluster and stopping remoting is given up after this long (ShutDownWithin).
+    public static readonly TimeSpan ShutdownLimit = TimeSpan.FromSeconds(15);
+
     public const string Serialization =
         """
         akka.actor {

@@ -64,7 +64,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     {
         // Registration is retried until the coordinator answers: it may not be up yet.
         _registerTimer = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(
-            TimeSpan.Zero, TimeSpan.FromSeconds(1), Self, RetryRegister.Instance, Self);
+            TimeSpan.Zero, ProtocolConfig.RegisterRetry, Self, RetryRegister.Instance, Self);
     }
 
     protected override void PostStop()
@@ -78,7 +78,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     void Registering()
     {
         var since = Stopwatch.StartNew();
-        var timeout = _settings.JoinTimeout ?? TimeSpan.FromSeconds(60);
+        var timeout = _settings.JoinTimeout ?? ProtocolConfig.JoinTimeout;
         Receive<RetryRegister>(_ =>
         {
             if (since.Elapsed > timeout)
@@ -228,7 +228,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _link?.Dispose();   // the previous generation's connection: its successor may be gone
         _link = null;
         _predecessorPath = "";
-        if (_job.AllReduce == "star")
+        if (_job.AllReduce == AllReduceAlgorithm.Star)
         {
             _chunkSender = _coordinator;
             _allReduce = new StarAllReduce(g.Generation, c => _coordinator.Tell(c, Self));

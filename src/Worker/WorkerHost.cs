@@ -49,8 +49,8 @@ public static class WorkerHost
         string? error = await stopped.Task;
         log.WriteLine(error is null ? $"worker {name}: job finished" : $"worker {name}: {error}");
         log.Flush();
-        if (!await ProtocolConfig.ShutDownWithin(system, TimeSpan.FromSeconds(15)))
-            log.WriteLine($"worker {name}: the actor system did not shut down within 15s; exiting anyway");
+        if (!await ProtocolConfig.ShutDownWithin(system, ProtocolConfig.ShutdownLimit))
+            log.WriteLine($"worker {name}: the actor system did not shut down within {ProtocolConfig.ShutdownLimit.TotalSeconds:F0}s; exiting anyway");
         return error is null ? 0 : error.StartsWith("refused", StringComparison.Ordinal) ? 2 : 4;
     }
 }

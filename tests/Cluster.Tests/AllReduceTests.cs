@@ -88,7 +88,7 @@ public class AllReduceTests
         var sums = inputs.Select(x => (long[])x.Clone()).ToArray();
         var toCoordinator = new Queue<(int From, GradientChunk Chunk)>();
         var stars = Enumerable.Range(0, n).Select(r => (IAllReduce)new StarAllReduce(1, c => toCoordinator.Enqueue((r, c)))).ToArray();
-        var reducer = new StarReducer(length, n);
+        var reducer = new DistTrain.Coordinator.Cluster.StarReducer(length, n);
         for (int r = 0; r < n; r++) Assert.False(stars[r].Start(2, sums[r]));
         IReadOnlyList<GradientChunk>? total = null;
         while (toCoordinator.Count > 0) { var (from, c) = toCoordinator.Dequeue(); total = reducer.Add($"w{from}", c) ?? total; }
@@ -232,7 +232,7 @@ public class EvaluationPiecesTests
     [InlineData(5, 784, 4)]      // fewer samples than workers
     public void Pieces_cover_the_test_split_in_order_and_each_fits_one_message(int count, int sampleBytes, int workers)
     {
-        var pieces = DistTrain.Worker.StepWork.EvaluationPieces(count, sampleBytes, workers, ProtocolConfig.MaxPayloadBytes);
+        var pieces = DistTrain.Coordinator.Cluster.StepWork.EvaluationPieces(count, sampleBytes, workers, ProtocolConfig.MaxPayloadBytes);
         Assert.Equal(Enumerable.Range(0, count), pieces.SelectMany(p => Enumerable.Range(p.Start, p.Count)));
         Assert.All(pieces, p => Assert.True((long)p.Count * sampleBytes <= ProtocolConfig.MaxPayloadBytes));
         Assert.Equal(pieces.Select(p => p.Worker).Order(), pieces.Select(p => p.Worker));   // contiguous runs per worker

@@ -18,7 +18,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(trainCount: 640, testCount: 100, seed: 13);
     static readonly TrainingPlan Plan = new()
     {
-        Model = Presets.LeNet5, Optimizer = new OptimizerSettings("momentum"), LearningRate = 0.02,
+        Model = Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 64, MicroBatch = 16, Epochs = 2, Seed = 21, MaxSteps = 14,   // 10 steps per epoch: crosses an evaluation
     };
     static readonly Lazy<string> FaultFree = new(() =>
@@ -44,18 +44,18 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         public string Transcript { get { lock (Lines) return string.Join("\n", Lines); } }
     }
 
-    CoordinatorActor.Settings Settings(string name, int expected, string allReduce = "ring", double waitSeconds = 60, long checkpointEvery = 0) =>
+    CoordinatorActor.Settings Settings(string name, int expected, AllReduceAlgorithm allReduce = AllReduceAlgorithm.Ring, double waitSeconds = 60, long checkpointEvery = 0) =>
         new(Plan, Data, allReduce, name, expected, Resume: null, CheckpointEveryEpoch: false, checkpointEvery, TimeSpan.FromSeconds(waitSeconds));
 
     IActorRef StartWorker(string coordinator, string name) =>
         Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{coordinator}", coordinator, Data, 1, name)), name);
 
     [Theory]
-    [InlineData("ring")]
-    [InlineData("star")]
-    public async Task A_worker_stopped_mid_step_has_its_step_redone_and_the_result_is_the_fault_free_one(string allReduce)
+    [InlineData(AllReduceAlgorithm.Ring)]
+    [InlineData(AllReduceAlgorithm.Star)]
+    public async Task A_worker_stopped_mid_step_has_its_step_redone_and_the_result_is_the_fault_free_one(AllReduceAlgorithm allReduce)
     {
-        string name = $"stop-{allReduce}";
+        string name = $"stop-{allReduce.Name()}";
         IReadOnlyList<IActorRef> workers = [];
         // Stopped right after step 4 completes, as step 5 is handed out: the step in flight is lost.
         var trigger = new Trigger(4, () => Sys.Stop(workers[1]));
@@ -63,7 +63,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         workers = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
-        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.True(outcome.Status == RunStatus.Completed, outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(14, outcome.Steps);
         Assert.True(outcome.ReplicasConsistent);
         Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
@@ -81,7 +81,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         var cluster = InProcessCluster.Start(Sys, Settings(name, 3, waitSeconds: 1), 2, trigger, name);
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
-        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.True(outcome.Status == RunStatus.Completed, outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(3, outcome.Workers);             // the latecomer was in the ring at the end...
         Assert.True(outcome.ReplicasConsistent);      // ...and its hash agreed with the others after every step
         Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
@@ -100,7 +100,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         coordinator = cluster.Coordinator;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
-        Assert.Equal("interrupted", outcome.Status);
+        Assert.Equal(RunStatus.Interrupted, outcome.Status);
         Assert.Equal("interrupted by SIGTERM", outcome.Error);
         Assert.InRange(outcome.Steps, 4, 5);                  // the step in flight when the signal came is finished
         Assert.Equal([outcome.Steps], trigger.Checkpoints);   // and saved, so --resume loses nothing
@@ -116,7 +116,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         workers = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
-        Assert.Equal("failed", outcome.Status);
+        Assert.Equal(RunStatus.Failed, outcome.Status);
         Assert.Contains("no worker left and none joined within 1s", outcome.Error);
         Assert.Equal(1, outcome.WorkerFailures);
         // Step 3 was the last state fetched from the replicas: checkpointed when taken, and again on failure.
@@ -138,7 +138,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         workers = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
 
-        Assert.True(outcome.Status == "completed", outcome.Error + "\n" + trigger.Transcript);
+        Assert.True(outcome.Status == RunStatus.Completed, outcome.Error + "\n" + trigger.Transcript);
         Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
         Assert.Equal(1, outcome.WorkerFailures);
         // Steps 4 and 5 were lost with the only replica (the copy is from step 3), plus the step in flight if any.

@@ -16,7 +16,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
 
     static TrainingPlan Plan(long? maxSteps, ModelSpec? model = null) => new()
     {
-        Model = model ?? Presets.LeNet5, Optimizer = new OptimizerSettings("momentum"), LearningRate = 0.02,
+        Model = model ?? Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 64, MicroBatch = 16, Epochs = 2, Seed = 7, MaxSteps = maxSteps,
     };
 
@@ -29,7 +29,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         // on the held-out split (chance: 10%) with the training loss far below ln(10) = 2.3.
         var cluster = InProcessCluster.Start(Sys, Plan(maxSteps: null), Data, workers: 3, name: "converge");
         var outcome = await cluster.Completion.WaitAsync(Patience);
-        Assert.Equal("completed", outcome.Status);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
         Assert.True(outcome.ReplicasConsistent);
         Assert.Equal(24, outcome.Steps);
         Assert.True(outcome.LastTest.Accuracy >= 0.9, $"test accuracy {outcome.LastTest.Accuracy:F3}");
@@ -43,10 +43,10 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var reference = new LocalTrainer(plan, Data);
         reference.Run();
         string expected = ParameterHash.Sha256Hex(reference.Model.Parameters);
-        foreach (var (workers, algorithm) in new[] { (1, "ring"), (2, "ring"), (3, "ring"), (3, "star") })
+        foreach (var (workers, algorithm) in new[] { (1, AllReduceAlgorithm.Ring), (2, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Ring), (3, AllReduceAlgorithm.Star) })
         {
-            var outcome = await InProcessCluster.Start(Sys, plan, Data, workers, algorithm, name: $"inv-{workers}-{algorithm}").Completion.WaitAsync(Patience);
-            Assert.Equal("completed", outcome.Status);
+            var outcome = await InProcessCluster.Start(Sys, plan, Data, workers, algorithm, name: $"inv-{workers}-{algorithm.Name()}").Completion.WaitAsync(Patience);
+            Assert.Equal(RunStatus.Completed, outcome.Status);
             Assert.True(expected == outcome.ParameterSha256, $"{workers} workers ({algorithm}): {outcome.ParameterSha256} != {expected}");
         }
     }
@@ -58,7 +58,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var undisturbed = await InProcessCluster.Start(Sys, plan, Data, 1, name: "calm").Completion.WaitAsync(Patience);
 
         var done = new TaskCompletionSource<ClusterOutcome>();
-        var settings = new CoordinatorActor.Settings(plan, Data, "ring", "secret", ExpectedWorkers: 1, Resume: null, CheckpointEveryEpoch: false);
+        var settings = new CoordinatorActor.Settings(plan, Data, AllReduceAlgorithm.Ring, "secret", ExpectedWorkers: 1, Resume: null, CheckpointEveryEpoch: false);
         var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), done), "guarded");
         var intruder = CreateTestProbe();
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, "guess", "", 1, "intruder"), intruder.Ref);
@@ -67,14 +67,55 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         Assert.Contains("protocol version", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, "secret", new string('a', 64), 1, "fashion"), intruder.Ref);
         Assert.Contains("its --data is another dataset (sha256 aaaaaaaaaaaa)", intruder.ExpectMsg<WorkerRefused>(TimeSpan.FromSeconds(20)).Reason);
-        // A stray step report from a non-member changes nothing.
-        coordinator.Tell(new StepCompleted(1, 0, 0, 0, 64, "forged", 0, 0, false), intruder.Ref);
 
         Sys.ActorOf(DistTrain.Worker.WorkerActor.Props(new(coordinator.Path.ToStringWithoutAddress(), "secret", Data, 1, "honest")), "honest");
         var outcome = await done.Task.WaitAsync(Patience);
-        Assert.Equal("completed", outcome.Status);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
         Assert.Equal(undisturbed.ParameterSha256, outcome.ParameterSha256);
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));   // the intruder was never sent work
+    }
+
+    /// Forges step reports right after step `at` commits, on the coordinator's thread: they reach its
+    /// mailbox before any worker has the next step, so they arrive while that step is in flight.
+    sealed class Forger(long at, Action<long> forge) : ITrainingObserver
+    {
+        public int Forged;
+        public void Log(string line) { }
+        public void StepCompleted(StepReport report, StepTiming timing)
+        {
+            if (report.Step == at) { forge(report.Step); Forged++; }
+        }
+        public void EpochCompleted(EpochReport report) { }
+        public void CheckpointDue(Model model, Optimizer optimizer, long step) { }
+    }
+
+    [Fact]
+    public async Task Step_reports_forged_while_a_step_is_in_flight_change_nothing()
+    {
+        var plan = Plan(maxSteps: 5);
+        var undisturbed = await InProcessCluster.Start(Sys, plan, Data, 2, name: "unforged").Completion.WaitAsync(Patience);
+
+        const string name = "forged";
+        var intruder = CreateTestProbe();
+        IReadOnlyList<Akka.Actor.IActorRef> members = [];
+        var forger = new Forger(at: 2, step =>
+        {
+            var coordinator = Sys.ActorSelection($"/user/{name}");
+            // Generation 1, the step now in flight: from a stranger, and a diverged one.
+            coordinator.Tell(new StepCompleted(1, step, 0, 64, 64, "forged", 0, 0, false), intruder.Ref);
+            coordinator.Tell(new StepCompleted(1, step, double.NaN, 0, 64, "forged", 0, 0, true), intruder.Ref);
+            // In a member's name: an older generation, and a step not yet dispatched.
+            coordinator.Tell(new StepCompleted(0, step, 0, 64, 64, "forged", 0, 0, false), members[0]);
+            coordinator.Tell(new StepCompleted(1, step + 1, 0, 64, 64, "forged", 0, 0, false), members[1]);
+        });
+        var cluster = InProcessCluster.Start(Sys, plan, Data, 2, observer: forger, name: name);
+        members = cluster.Workers;
+        var outcome = await cluster.Completion.WaitAsync(Patience);
+        Assert.Equal(1, forger.Forged);
+        Assert.True(outcome.Status == RunStatus.Completed, outcome.Error);
+        Assert.Equal(5, outcome.Steps);
+        Assert.Equal(undisturbed.ParameterSha256, outcome.ParameterSha256);
+        Assert.Equal(undisturbed.LastEpochTrain, outcome.LastEpochTrain);
     }
 
     [Fact]
@@ -83,7 +124,7 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         var plan = Plan(maxSteps: 4);
         var local = await InProcessCluster.Start(Sys, plan, Data, 2, name: "with-data").Completion.WaitAsync(Patience);
         var done = new TaskCompletionSource<ClusterOutcome>();
-        var settings = new CoordinatorActor.Settings(plan, Data, "ring", "t", 2, null, false);
+        var settings = new CoordinatorActor.Settings(plan, Data, AllReduceAlgorithm.Ring, "t", 2, null, false);
         var coordinator = Sys.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), done), "shipping");
         var path = coordinator.Path.ToStringWithoutAddress();
         Sys.ActorOf(DistTrain.Worker.WorkerActor.Props(new(path, "t", Data, 1, "has-data")), "ship-1");

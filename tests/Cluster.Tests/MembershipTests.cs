@@ -29,7 +29,7 @@ public sealed class MembershipTests : IAsyncLifetime
         var data = DatasetFolder.Synthetic(128, 32, seed: 1);
         var plan = new TrainingPlan { Model = Presets.LeNet5, GlobalBatch = 32, MicroBatch = 16, Epochs = 1, Seed = 1, MaxSteps = 2 };
         // Expects 2 workers, none of which comes: nothing trains while the test pokes at membership.
-        var settings = new CoordinatorActor.Settings(plan, data, "ring", "the-token", 2, null, false,
+        var settings = new CoordinatorActor.Settings(plan, data, AllReduceAlgorithm.Ring, "the-token", 2, null, false,
             WorkerWait: TimeSpan.FromMinutes(5), AdmissionGrace: TimeSpan.FromSeconds(2));
         _coordinatorSystem.ActorOf(CoordinatorActor.Props(settings, new InProcessCluster.SilentObserver(), _done), ProtocolConfig.CoordinatorName);
         return Task.CompletedTask;
@@ -77,6 +77,8 @@ public sealed class MembershipTests : IAsyncLifetime
         var coordinator = system.ActorSelection($"{_address}/user/{ProtocolConfig.CoordinatorName}");
         // Above the 4 MiB frame: the transport drops it (and logs); below it but absurd: refused as a wrong token.
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('x', 5 << 20), "", 1, "huge"), inbox);
+        // Nothing trains here, so no step takes this report; the step-commit guard is tested while a
+        // step is in flight in InProcessClusterTests. Here: it crosses remoting and ends nothing.
         coordinator.Tell(new StepCompleted(1, 0, double.NaN, 0, 64, "forged", 0, 0, true), inbox);
         coordinator.Tell(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[3 << 20]), inbox);
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('y', 3 << 20), "", 1, "large"), inbox);

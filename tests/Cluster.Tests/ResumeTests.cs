@@ -16,7 +16,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(640, 100, seed: 6);
     static readonly TrainingPlan Plan = new()
     {
-        Model = Presets.LeNet5, Optimizer = new OptimizerSettings("momentum"), LearningRate = 0.02,
+        Model = Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 32, MicroBatch = 16, Epochs = 3, Seed = 9, MaxSteps = 40,   // 20 steps per epoch
     };
 
@@ -35,7 +35,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
 
     Task<ClusterOutcome> Run(string name, int workers, TrainingCheckpoint? resume, ITrainingObserver observer, long every = 0)
     {
-        var settings = new CoordinatorActor.Settings(Plan, Data, "ring", name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
+        var settings = new CoordinatorActor.Settings(Plan, Data, AllReduceAlgorithm.Ring, name, workers, resume, CheckpointEveryEpoch: true, CheckpointEverySteps: every);
         return TestClusters.Run(Sys, settings, workers, observer, name);
     }
 
@@ -48,7 +48,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
         Assert.Equal([15, 20, 30, 40], saver.Saved);   // every 15 steps, at the epoch end (20) and at the end
 
         var resumed = await Run("resumed", 1, TrainingCheckpoint.Load(_dir["15.safetensors"]), new InProcessCluster.SilentObserver());
-        Assert.Equal("completed", resumed.Status);
+        Assert.Equal(RunStatus.Completed, resumed.Status);
         Assert.Equal(40, resumed.Steps);
         Assert.Equal(uninterrupted.ParameterSha256, resumed.ParameterSha256);
     }

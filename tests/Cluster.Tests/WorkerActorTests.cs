@@ -24,7 +24,7 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
         // waiting for a registration, so no repeat can be left in the probe's queue.
         coordinator.IgnoreMessages<RegisterWorker>();
         var worker = Sys.ActorOf(WorkerActor.Props(new(coordinator.Ref.Path.ToStringWithoutAddress(), "t", Data, 1, "w")), name);
-        coordinator.Send(worker, new WorkerAccepted(JobPlan.From(Plan, Data, "ring"), ShipsSamples: false));
+        coordinator.Send(worker, new WorkerAccepted(JobPlan.From(Plan, Data, AllReduceAlgorithm.Ring), ShipsSamples: false));
         var model = Model.Create(Plan.Model);
         model.Initialize(Plan.Seed);
         foreach (var chunk in ModelStateTransfer.Chunks(model, Optimizer.Create(Plan.Optimizer, model.ParameterCount), 0, 0))

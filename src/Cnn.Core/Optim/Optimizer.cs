@@ -1,10 +1,47 @@
 using System.Runtime.Intrinsics;
+using System.Text.Json.Serialization;
 
 namespace DistTrain.Cnn.Optim;
 
+/// Which update rule an optimizer applies. Its JSON text ("momentum", ...) is what checkpoints and
+/// training plans have always held, so existing checkpoints resume.
+[JsonConverter(typeof(JsonStringEnumConverter<OptimizerKind>))]
+public enum OptimizerKind
+{
+    [JsonStringEnumMemberName("sgd")] Sgd,
+    [JsonStringEnumMemberName("momentum")] Momentum,
+    [JsonStringEnumMemberName("adam")] Adam,
+    [JsonStringEnumMemberName("adamw")] AdamW,
+}
+
+/// The kinds' names as the command line (--optimizer), checkpoints and logs spell them.
+public static class OptimizerKinds
+{
+    public static readonly IReadOnlyList<string> Names = ["sgd", "momentum", "adam", "adamw"];
+
+    public static string Name(this OptimizerKind kind) =>
+        (uint)kind < (uint)Names.Count ? Names[(int)kind] : throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown optimizer kind");
+
+    public static OptimizerKind Parse(string name) =>
+        TryParse(name, out var kind) ? kind : throw new ArgumentException($"optimizer '{name}': expected {string.Join("|", Names)}");
+
+    public static bool TryParse(string name, out OptimizerKind kind)
+    {
+        int i = Names.IndexOf(name);
+        kind = (OptimizerKind)Math.Max(i, 0);
+        return i >= 0;
+    }
+
+    static int IndexOf(this IReadOnlyList<string> names, string name)
+    {
+        for (int i = 0; i < names.Count; i++) if (names[i] == name) return i;
+        return -1;
+    }
+}
+
 /// What an optimizer is, as data: recorded in checkpoints and sent to workers.
 public sealed record OptimizerSettings(
-    string Kind = "momentum",        // sgd | momentum | adam | adamw
+    OptimizerKind Kind = OptimizerKind.Momentum,
     double Momentum = 0.9,
     bool Nesterov = false,
     double Beta1 = 0.9,
@@ -12,7 +49,6 @@ public sealed record OptimizerSettings(
     double Epsilon = 1e-8,
     double WeightDecay = 0.0)
 {
-    public static readonly IReadOnlyList<string> Kinds = ["sgd", "momentum", "adam", "adamw"];
 }
 
 /// Updates ONE flat parameter vector from ONE flat gradient vector; its state is flat too, so
@@ -47,10 +83,10 @@ public abstract class Optimizer
 
     public static Optimizer Create(OptimizerSettings s, int length) => s.Kind switch
     {
-        "sgd" => new Sgd(s, length),
-        "momentum" => new MomentumSgd(s, length),
-        "adam" or "adamw" => new Adam(s, length),
-        _ => throw new ArgumentException($"--optimizer: expected sgd, momentum, adam or adamw, got '{s.Kind}'"),
+        OptimizerKind.Sgd => new Sgd(s, length),
+        OptimizerKind.Momentum => new MomentumSgd(s, length),
+        OptimizerKind.Adam or OptimizerKind.AdamW => new Adam(s, length),
+        _ => throw new ArgumentException($"optimizer kind {(int)s.Kind}: expected sgd, momentum, adam or adamw"),
     };
 }
 
@@ -140,7 +176,7 @@ public sealed class Adam : Optimizer
     protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
     {
         double b1 = Settings.Beta1, b2 = Settings.Beta2;
-        bool decoupled = Settings.Kind == "adamw";
+        bool decoupled = Settings.Kind == OptimizerKind.AdamW;
         float wd = (float)Settings.WeightDecay, eps = (float)Settings.Epsilon;
         float c1 = (float)(1 - Math.Pow(b1, Steps)), c2 = (float)(1 - Math.Pow(b2, Steps));
         float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1 - b1), ob2 = (float)(1 - b2);

@@ -81,7 +81,7 @@ public sealed record TrainingCheckpoint(
         foreach (var (name, values) in optimizer.State)
         {
             var t = file.Contains($"optimizer.{name}") ? file[$"optimizer.{name}"]
-                : throw new CheckpointFormatException($"{path}: no tensor 'optimizer.{name}' for optimizer {settings.Kind}");
+                : throw new CheckpointFormatException($"{path}: no tensor 'optimizer.{name}' for optimizer {settings.Kind.Name()}");
             if (t.Data.Length != values.Length)
                 throw new CheckpointFormatException($"{path}: tensor 'optimizer.{name}' has {t.Data.Length} values, expected {values.Length}");
             t.Data.CopyTo(values, 0);

@@ -22,7 +22,7 @@ public static class TrainCommand
     static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);
     static readonly Option<int> MicroBatchOption = Opt.Int("--micro-batch M", "unit of work whose gradients are summed exactly", 16, min: 1, max: 1 << 20);
     static readonly Option<double?> LrOption = Opt.OptionalDouble("--lr X", "peak learning rate [default: 0.03; mnist-cnn 0.002]", 0, double.MaxValue, minExclusive: true);
-    static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerSettings.Kinds)} [default: momentum; mnist-cnn adam]");
+    static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerKinds.Names)} [default: momentum; mnist-cnn adam]");
     static readonly Option<double> MomentumOption = Opt.Double("--momentum M", "momentum factor", 0.9, 0, 1);
     static readonly Option<bool> NesterovOption = Opt.Flag("--nesterov", "Nesterov momentum");
     static readonly Option<double> WeightDecayOption = Opt.Double("--weight-decay W", "weight decay", 0, 0, 1);
@@ -34,11 +34,11 @@ public static class TrainCommand
     static readonly Option<int> WorkersOption = Opt.Int("--workers N", "worker processes to start on this machine", 1, min: 0, max: 256);
     static readonly Option<bool> InProcessOption = Opt.Flag("--in-process", "run the N workers as actors inside this process instead");
     static readonly Option<int> RemoteWorkersOption = Opt.Int("--remote-workers K", "also wait for K workers started elsewhere (disttrain worker --coordinator HOST:PORT)", 0, min: 0, max: 256);
-    static readonly Option<string> AllReduceOption = Opt.Choice("--allreduce ALG", "ring (peer to peer) or star (through the coordinator)", "ring", ["ring", "star"]);
+    static readonly Option<string> AllReduceOption = Opt.Choice("--allreduce ALG", "ring (peer to peer) or star (through the coordinator)", "ring", [.. DistTrain.Protocol.AllReduceAlgorithms.Names]);
     static readonly Option<string> HostOption = Opt.Text("--host H", "address to bind and advertise; workers elsewhere must reach it", "127.0.0.1")!;
     static readonly Option<int> PortOption = Opt.Int("--port P", "coordinator port (0: any free port)", 0, min: 0, max: 65535);
     static readonly Option<int?> ThreadsOption = Opt.OptionalInt("--threads T", "compute threads per worker [default: cores / workers]", min: 1, max: 1024);
-    static readonly Option<double> WorkerWaitOption = Opt.Double("--worker-wait SECS", "wait this long for workers at the start, and for a replacement when none is left", 60, 0, 86_400, minExclusive: true);
+    static readonly Option<double> WorkerWaitOption = Opt.Double("--worker-wait SECS", "wait this long for workers at the start, and for a replacement when none is left", DistTrain.Protocol.ProtocolConfig.WorkerWait.TotalSeconds, 0, 86_400, minExclusive: true);
     static readonly Option<string?> TokenFileOption = Opt.Text("--token-file FILE", $"the job token workers must present [default: {WorkerHost.TokenVariable}, else a random one]");
     static readonly Option<string?> TlsCertOption = Opt.Text("--tls-cert NODE.pfx", "Akka.Remote over TLS with mutual authentication: this node's certificate (deploy/make-certs.sh; password from DISTTRAIN_TLS_PASSWORD)");
     static readonly Option<string?> TlsCaOption = Opt.Text("--tls-ca CA.crt", "with --tls-cert: peers must hold a certificate from this CA");
@@ -70,7 +70,7 @@ public static class TrainCommand
         if (workers + remoteWorkers == 0) throw new UsageException("--workers 0 needs --remote-workers K to have someone to train");
         bool inProcess = a.GetValue(InProcessOption);
         if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
-        string allReduce = a.GetValue(AllReduceOption)!;
+        var allReduce = DistTrain.Protocol.AllReduceAlgorithms.Parse(a.GetValue(AllReduceOption)!);
         string host = a.GetValue(HostOption)!;
         int port = a.GetValue(PortOption);
         int threads = a.GetValue(ThreadsOption) ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers));
@@ -83,7 +83,7 @@ public static class TrainCommand
         {
             Model = model,
             Optimizer = new OptimizerSettings(
-                Kind: OptimizerKind(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
+                Kind: ParseOptimizer(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
                 Momentum: a.GetValue(MomentumOption),
                 Nesterov: a.GetValue(NesterovOption),
                 WeightDecay: a.GetValue(WeightDecayOption)),
@@ -131,7 +131,7 @@ public static class TrainCommand
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +
-                         $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
+                         $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind.Name()} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
                          $"seed {plan.Seed}, {workers}{(inProcess ? " in-process" : "")} worker(s){(remoteWorkers > 0 ? $" + {remoteWorkers} remote" : "")}" +
                          (start is null ? "" : $", resumed at step {start.Step}"));
 
@@ -155,13 +155,13 @@ public static class TrainCommand
             }
             finally { DistTrain.Protocol.ConciseLogger.Sink = akkaLog; }
         }
-        status.Finish(outcome.Status);
+        status.Finish(outcome.Status.Text());
         double wall = clock.Elapsed.TotalSeconds;
 
-        int exit = outcome.Status switch { "completed" => ExitCodes.Done, "diverged" => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
+        int exit = outcome.Status switch { RunStatus.Completed => ExitCodes.Done, RunStatus.Diverged => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
         if (outcome.Error is not null)
             output.WriteLine($"error: {outcome.Error}" + (checkpoints is null ? "" : $"; checkpoints written so far are kept in {checkpoints.Path}"));
-        output.WriteLine($"{outcome.Status}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +
+        output.WriteLine($"{outcome.Status.Text()}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +
                          (outcome.TrainSeconds > 0 ? $", {outcome.TrainedImages / outcome.TrainSeconds:F0} img/s" : "") + observer.TimingSummary());
         if (reportPath is not null)
         {
@@ -192,8 +192,8 @@ public static class TrainCommand
         return exit;
     }
 
-    static string OptimizerKind(string kind) =>
-        OptimizerSettings.Kinds.Contains(kind) ? kind : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerSettings.Kinds)}, got '{kind}'");
+    static OptimizerKind ParseOptimizer(string kind) =>
+        OptimizerKinds.TryParse(kind, out var k) ? k : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerKinds.Names)}, got '{kind}'");
 
     static ModelSpec ResolveModel(string name)
     {

@@ -19,7 +19,7 @@ public static class WorkerCommand
     static readonly Option<string?> TokenFileOption = Opt.Text("--token-file FILE", $"the job token [default: the {WorkerHost.TokenVariable} environment variable]");
     static readonly Option<string?> TlsCertOption = Opt.Text("--tls-cert NODE.pfx", "TLS with mutual authentication: this node's certificate (deploy/make-certs.sh; password from DISTTRAIN_TLS_PASSWORD)");
     static readonly Option<string?> TlsCaOption = Opt.Text("--tls-ca CA.crt", "the job's CA; the coordinator must use the same");
-    static readonly Option<double> JoinTimeoutOption = Opt.Double("--join-timeout SECS", "give up when the coordinator does not answer within SECS", 60, 0, 86_400, minExclusive: true);
+    static readonly Option<double> JoinTimeoutOption = Opt.Double("--join-timeout SECS", "give up when the coordinator does not answer within SECS", DistTrain.Protocol.ProtocolConfig.JoinTimeout.TotalSeconds, 0, 86_400, minExclusive: true);
 
     public static Command Create(TextWriter output)
     {

@@ -44,14 +44,14 @@ public static class ClusterRunner
             for (int i = 0; i < spawn; i++) processes.Add(StartWorkerProcess(host, boundPort, dataDir, threadsPerWorker, s.JobToken, $"local-{i + 1}", tls, observer));
             var outcome = await done.Task;
             // Workers exit on JobFinished; give them a moment, then make sure none is left behind.
-            foreach (var p in processes) if (!p.WaitForExit(TimeSpan.FromSeconds(10))) p.Kill(entireProcessTree: true);
+            foreach (var p in processes) if (!p.WaitForExit(ProtocolConfig.WorkerProcessExit)) p.Kill(entireProcessTree: true);
             return outcome;
         }
         finally
         {
             foreach (var p in processes) { try { if (!p.HasExited) p.Kill(true); } catch (InvalidOperationException) { } p.Dispose(); }
-            if (!await ProtocolConfig.ShutDownWithin(system, TimeSpan.FromSeconds(15)))
-                observer.Log("the actor system did not shut down within 15s; exiting anyway");
+            if (!await ProtocolConfig.ShutDownWithin(system, ProtocolConfig.ShutdownLimit))
+                observer.Log($"the actor system did not shut down within {ProtocolConfig.ShutdownLimit.TotalSeconds:F0}s; exiting anyway");
         }
     }
 

@@ -7,7 +7,6 @@ using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
 using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
-using DistTrain.Worker;
 using DistTrain.Worker.Collectives;
 
 namespace DistTrain.Coordinator.Cluster;
@@ -15,39 +14,44 @@ namespace DistTrain.Coordinator.Cluster;
 /// Orchestrates synchronous data-parallel training: admits workers, cuts each global batch into
 /// micro-batch runs in ring order, checks after every step that all replicas hold the same
 /// parameters, shares evaluation, and fetches the state for checkpoints and the final report.
-/// Phases are behaviours: WaitingForWorkers, Training, Evaluating, ReceivingState, Finished.
-/// Membership changes start a new generation: a lost worker's step in flight is redone by the live
-/// workers, joiners receive the current state and enter at the next step, and with no worker left
-/// training restarts from the coordinator's last copy of the state when one joins.
+/// Phases are behaviours that carry their own state: WaitingForWorkers, Training(step),
+/// Evaluating(round), FetchingState(fetch, then), Finished; the logic lives in Admission,
+/// StepCommit, EvaluationRound and StateFetch. Membership changes start a new generation: what a
+/// lost worker interrupts is redone by the live workers, joiners receive the current state and
+/// enter at the next step, and with no worker left training restarts from the coordinator's last
+/// copy of the state when one joins.
 public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public sealed record Settings(
-        TrainingPlan Plan, DatasetFolder Data, string AllReduce, string JobToken, int ExpectedWorkers,
+        TrainingPlan Plan, DatasetFolder Data, AllReduceAlgorithm AllReduce, string JobToken, int ExpectedWorkers,
         TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null,
         TimeSpan? AdmissionGrace = null)
     {
         /// A cluster member with no admitted worker after this long is downed.
-        public TimeSpan AdmissionGraceOrDefault => AdmissionGrace ?? TimeSpan.FromSeconds(20);
+        public TimeSpan AdmissionGraceOrDefault => AdmissionGrace ?? ProtocolConfig.AdmissionGrace;
 
         /// How long to wait for workers: for the job's workers at the start, and for a replacement
         /// when none is left. Then training starts with those present, or the run fails (exit 4).
-        public TimeSpan WorkerWaitOrDefault => WorkerWait ?? TimeSpan.FromSeconds(60);
+        public TimeSpan WorkerWaitOrDefault => WorkerWait ?? ProtocolConfig.WorkerWait;
     }
 
+    /// Id: the sender's identity in StepCommit, EvaluationRound and StateFetch (its path with uid).
     /// DataEndpoint: "host:port" of the worker's gradient data plane, or "" when it has none.
-    readonly record struct Member(IActorRef Ref, string Name, bool Ships, string DataEndpoint = "");
+    readonly record struct Member(IActorRef Ref, string Id, string Name, bool Ships, string DataEndpoint);
 
-    /// What the current generation is doing: what a lost worker interrupts and what is redone.
-    enum Phase { Waiting, Step, Evaluation, State }
+    /// What a behaviour was doing when a worker was lost: redone with those left (a new generation).
+    /// Step: a step was in flight, so it is lost too when no worker is left.
+    sealed record InFlight(Action Redo, bool Step);
 
     readonly Settings _s;
     readonly ITrainingObserver _observer;
     readonly TaskCompletionSource<ClusterOutcome> _done;
     readonly ILoggingAdapter _log = Context.GetLogger();
+    readonly Admission _admission;
     readonly JobPlan _job;
     readonly Model _model;
     readonly Optimizer _optimizer;
-    readonly StepSamples _work;
+    readonly StepSamples _samples;
     readonly long _totalSteps;
     readonly LearningRateSchedule _schedule;
     readonly Akka.Cluster.Cluster? _cluster;
@@ -57,37 +61,24 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// Accepted mid-run; brought up to date and added at the next step boundary.
     readonly List<Member> _joiners = [];
     int _generation;
-    Phase _phase = Phase.Waiting;
     bool _started;
     long _step;
     /// The coordinator's copy of the model holds the replicas' state after this many steps: where
     /// training restarts if every worker is lost.
     long _syncedStep;
-    BatchStats _syncedEpochStats;
-    int _failures;
-    long _redone;
-    readonly Dictionary<IActorRef, StepCompleted> _pending = [];
-    readonly SortedDictionary<int, EvaluationCompleted> _evaluations = [];
-    int _evaluationPieces;
+    /// The hash every replica reported after the last committed step.
+    string _lastHash;
     StarReducer? _star;
-    readonly Stopwatch _stepClock = new();
-    /// Time spent in steps (dispatch to the last StepCompleted), not in evaluation or state transfer.
-    double _trainSeconds;
-    BatchStats _epochStats, _lastEpochTrain, _lastTest;
-    readonly Stopwatch _epochClock = new();
-    long _trainedImages;
-    string _lastHash = "";
-    bool _consistent = true;
-    ModelStateTransfer.Assembler? _incoming;
-    Action? _afterState;
-    string _status = "completed";
-    string? _error;
+    readonly RunTally _tally = new();
+    readonly Stopwatch _stepClock = new(), _epochClock = new();
+    string? _interrupt;
 
     public CoordinatorActor(Settings settings, ITrainingObserver observer, TaskCompletionSource<ClusterOutcome> done)
     {
         _s = settings;
         _observer = observer;
         _done = done;
+        _admission = new Admission(settings.JobToken, settings.Data, settings.Plan.GlobalBatch);
         _job = JobPlan.From(settings.Plan, settings.Data, settings.AllReduce);
         if (settings.Resume is { } r)
         {
@@ -102,11 +93,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _optimizer = Optimizer.Create(settings.Plan.Optimizer, _model.ParameterCount);
         }
         _syncedStep = _step;
-        _work = new StepSamples(settings.Plan, settings.Data.Train.Count);
+        _samples = new StepSamples(settings.Plan, settings.Data.Train.Count);
         _totalSteps = settings.Plan.TotalSteps(settings.Data.Train.Count);
         _schedule = settings.Plan.CreateSchedule(settings.Data.Train.Count);
         _lastHash = ParameterHash.ReplicaHex(_model.Parameters);
-        if (Context.System is ExtendedActorSystem { Provider: Akka.Cluster.ClusterActorRefProvider }) _cluster = Akka.Cluster.Cluster.Get(Context.System);
+        if (Context.System is ExtendedActorSystem { Provider: ClusterActorRefProvider }) _cluster = Akka.Cluster.Cluster.Get(Context.System);
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -126,15 +117,14 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     /// Stop cleanly (SIGINT/SIGTERM): at the next step boundary, with a checkpoint of that step.
     public sealed record Interrupt(string Reason);
-    string? _interrupt;
     sealed record CheckMember(Address Address);
 
-    // ---- Membership (every phase) -----------------------------------------------------------------
+    // ---- Membership (every behaviour; `inFlight` is null while waiting for workers) ----------------
 
-    void Membership()
+    void Membership(InFlight? inFlight)
     {
-        Receive<RegisterWorker>(Register);
-        Receive<Terminated>(OnTerminated);
+        Receive<RegisterWorker>(r => Register(r, waiting: inFlight is null));
+        Receive<Terminated>(t => OnTerminated(t, inFlight));
         Receive<ClusterEvent.MemberUp>(up =>
         {
             if (!up.Member.Address.Equals(_cluster!.SelfAddress))
@@ -144,56 +134,40 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<Interrupt>(m =>
         {
             _interrupt = m.Reason;
-            _status = "interrupted";
-            _error = $"interrupted by {m.Reason}";
-            if (_phase != Phase.Waiting) return;   // the step in flight finishes first (RunNextStep)
+            _tally.End(RunStatus.Interrupted, $"interrupted by {m.Reason}");
+            if (inFlight is not null) return;   // what is in flight finishes first (RunNextStep)
             if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
             Finish(fetchState: false);
         });
     }
 
-    bool IsMember(IActorRef r) => _workers.Any(w => w.Ref.Equals(r)) || _joiners.Any(w => w.Ref.Equals(r));
+    IEnumerable<Member> Admitted => _workers.Concat(_joiners);
 
-    /// Closes the membership-before-token gap: honest workers join the cluster only after their token
-    /// is accepted, but Akka.Cluster lets any node that reaches the seed join; a member with no
-    /// admitted worker is downed (removed) after a grace period.
     void DownIfStranger(Address address)
     {
-        if (_cluster is null || _workers.Concat(_joiners).Any(w => w.Ref.Path.Address.Equals(address))) return;
-        if (!_cluster.State.Members.Any(m => m.Address.Equals(address) && m.Status is not (MemberStatus.Down or MemberStatus.Removed or MemberStatus.Exiting))) return;
+        if (_cluster is null) return;
+        if (!Admission.IsStranger(address, Admitted.Select(w => w.Ref.Path.Address), _cluster.State.Members.Select(m => (m.Address, m.Status)))) return;
         _observer.Log($"removing {address} from the cluster: it joined but no worker there holds the job token");
         _cluster.Down(address);
     }
 
-    void Register(RegisterWorker r)
+    void Register(RegisterWorker r, bool waiting)
     {
-        bool known = IsMember(Sender);
-        string? refusal =
-            r.ProtocolVersion != ProtocolVersion.Current ? $"protocol version {r.ProtocolVersion}, the coordinator speaks {ProtocolVersion.Current}"
-            : !TokenEquals(r.JobToken, _s.JobToken) ? "wrong job token"
-            : known ? null
-            : r.DatasetSha256.Length > 0 && r.DatasetSha256 != _s.Data.Sha256
-                ? $"its --data is another dataset (sha256 {Short(r.DatasetSha256)}) than the job's {_s.Data.Name} ({_s.Data.Sha256[..12]}); " +
-                  "give it the job's data, or no --data to have samples shipped"
-            : r.DatasetSha256 != _s.Data.Sha256 && (long)_s.Plan.GlobalBatch * _s.Data.Train.SampleSize > ProtocolConfig.MaxPayloadBytes
-                ? $"it has no copy of dataset {_s.Data.Name} ({_s.Data.Sha256[..12]}) and a global batch of {_s.Plan.GlobalBatch} samples is too large to ship; start it with --data"
-            : null;
-        if (refusal is not null)
+        bool known = Admitted.Any(w => w.Ref.Equals(Sender));
+        if (_admission.Refusal(r, known) is string refusal)
         {
             _observer.Log($"refused worker {r.Name} at {Sender.Path.Address}: {refusal}");
             Sender.Tell(new WorkerRefused(refusal));
             // A refused worker exits; one that stays in the cluster is removed after a grace period.
-            if (_cluster is not null) Timers.StartSingleTimer(Sender.Path.Address, new CheckMember(Sender.Path.Address), TimeSpan.FromSeconds(5));
+            if (_cluster is not null) Timers.StartSingleTimer(Sender.Path.Address, new CheckMember(Sender.Path.Address), ProtocolConfig.RefusedMemberGrace);
             return;
         }
         if (known) return;   // a repeated registration
-        bool ships = r.DatasetSha256 != _s.Data.Sha256;
-        string dataEndpoint = r.DataPort is > 0 and <= 65535 && Sender.Path.Address.Host is string dataHost ? $"{dataHost}:{r.DataPort}" : "";
-        var member = new Member(Sender, r.Name, ships, dataEndpoint);
-        Sender.Tell(new WorkerAccepted(_job, ships));
+        var member = new Member(Sender, Id(Sender), r.Name, _admission.Ships(r), Admission.DataEndpoint(r, Sender.Path.Address.Host));
+        Sender.Tell(new WorkerAccepted(_job, member.Ships));
         Context.Watch(Sender);
-        string how = ships ? "samples shipped" : "reads its own copy of the data";
-        if (_phase == Phase.Waiting)
+        string how = member.Ships ? "samples shipped" : "reads its own copy of the data";
+        if (waiting)
         {
             // Nobody trains: the coordinator's copy is the current state.
             SendState(Sender);
@@ -208,26 +182,21 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
     }
 
-    static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
-
-    /// Constant-time comparison so the token cannot be guessed byte by byte from response times.
-    static bool TokenEquals(string a, string b) =>
-        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-            System.Text.Encoding.UTF8.GetBytes(a), System.Text.Encoding.UTF8.GetBytes(b));
+    static string Id(IActorRef r) => r.Path.ToSerializationFormat();
 
     void SendState(IActorRef worker)
     {
         foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, _step)) worker.Tell(chunk);
     }
 
-    void OnTerminated(Terminated t)
+    void OnTerminated(Terminated t, InFlight? inFlight)
     {
         int j = _joiners.FindIndex(w => w.Ref.Equals(t.ActorRef));
         if (j >= 0)
         {
             _observer.Log($"lost worker {_joiners[j].Name} before it entered");
             _joiners.RemoveAt(j);
-            _failures++;
+            _tally.Failures++;
             return;
         }
         int i = _workers.FindIndex(w => w.Ref.Equals(t.ActorRef));
@@ -239,36 +208,24 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _observer.Log($"worker {lost.Name} left before training started");
             return;
         }
-        _failures++;
+        _tally.Failures++;
         _observer.Log($"lost worker {lost.Name} at step {_step + 1}; {_workers.Count} left");
-        if (_workers.Count == 0) { AllLost(); return; }
-        switch (_phase)
+        if (_workers.Count == 0) AllLost(stepInFlight: inFlight?.Step ?? false);
+        else if (inFlight is not null)
         {
-            case Phase.Step:
-                // No replica keeps a half-applied step: those that applied it roll it back (StartGeneration).
-                _redone++;
-                NewGeneration();
-                Become(Training);
-                DispatchStep();
-                break;
-            case Phase.Evaluation:
-                NewGeneration();
-                StartEvaluation(_evaluatingEpoch);
-                break;
-            case Phase.State:
-                NewGeneration();
-                FetchState(_afterState!);
-                break;
+            // No replica keeps a half-applied step: those that applied it roll it back (StartGeneration).
+            NewGeneration();
+            inFlight.Redo();
         }
     }
 
     /// Every replica is gone: training restarts from the coordinator's copy once a worker joins.
-    void AllLost()
+    void AllLost(bool stepInFlight)
     {
-        long lostSteps = _step - _syncedStep + (_phase == Phase.Step ? 1 : 0);
-        _redone += lostSteps;
+        long lostSteps = _step - _syncedStep + (stepInFlight ? 1 : 0);
+        _tally.Redone += lostSteps;
         _step = _syncedStep;
-        _epochStats = _syncedEpochStats;
+        _tally.EpochStats = _tally.SyncedEpochStats;
         _lastHash = ParameterHash.ReplicaHex(_model.Parameters);
         _observer.Log($"no worker left: training resumes from step {_step} ({lostSteps} step(s) to redo) when a worker joins; " +
                       $"waiting up to {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
@@ -281,27 +238,27 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     void WaitForWorkers()
     {
-        _phase = Phase.Waiting;
         // A cancelled or restarted timer never delivers its old message (Akka's TimerScheduler).
         Timers.StartSingleTimer("wait", WaitTimeout.Instance, _s.WorkerWaitOrDefault);
-        Become(() =>
+        Become(WaitingForWorkers);
+    }
+
+    void WaitingForWorkers()
+    {
+        Membership(inFlight: null);
+        Receive<WaitTimeout>(_ =>
         {
-            Membership();
-            Receive<WaitTimeout>(_ =>
+            double wait = _s.WorkerWaitOrDefault.TotalSeconds;
+            if (_workers.Count > 0)
             {
-                if (_workers.Count > 0)
-                {
-                    _observer.Log($"starting with {_workers.Count} of {_s.ExpectedWorkers} workers after waiting {_s.WorkerWaitOrDefault.TotalSeconds:F0}s");
-                    StartTraining();
-                    return;
-                }
-                _status = "failed";
-                _error = _started
-                    ? $"no worker left and none joined within {_s.WorkerWaitOrDefault.TotalSeconds:F0}s (--worker-wait)"
-                    : $"no worker joined within {_s.WorkerWaitOrDefault.TotalSeconds:F0}s (--worker-wait)";
-                if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
-                Finish(fetchState: false);
-            });
+                _observer.Log($"starting with {_workers.Count} of {_s.ExpectedWorkers} workers after waiting {wait:F0}s");
+                StartTraining();
+                return;
+            }
+            _tally.End(RunStatus.Failed, _started ? $"no worker left and none joined within {wait:F0}s (--worker-wait)"
+                                          : $"no worker joined within {wait:F0}s (--worker-wait)");
+            if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
+            Finish(fetchState: false);
         });
     }
 
@@ -311,7 +268,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _started = true;
         NewGeneration();
         _epochClock.Restart();
-        Become(Training);
         RunNextStep();
     }
 
@@ -323,24 +279,18 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var ring = _workers.Select(w => Akka.Serialization.Serialization.SerializedActorPath(w.Ref)).ToArray();
         var endpoints = _workers.Select(w => w.DataEndpoint).ToArray();
         for (int r = 0; r < _workers.Count; r++) _workers[r].Ref.Tell(new StartGeneration(_generation, ring, r, _step, endpoints));
-        _star = _s.AllReduce == "star" ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
-        _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce} all-reduce, from step {_step + 1}");
+        _star = _s.AllReduce == AllReduceAlgorithm.Star ? new StarReducer(_model.ParameterCount, _workers.Count) : null;
+        _observer.Log($"generation {_generation}: {_workers.Count} worker(s) [{string.Join(", ", _workers.Select(w => w.Name))}], {_s.AllReduce.Name()} all-reduce, from step {_step + 1}");
     }
 
-    // ---- Training --------------------------------------------------------------------------------
+    // ---- Training ------------------------------------------------------------------------------
 
-    void Training()
-    {
-        Receive<StepCompleted>(OnStepCompleted);
-        Receive<GradientChunk>(OnStarChunk);
-        Membership();
-    }
-
+    /// At a step boundary: finish, bring joiners in, or run the next step.
     void RunNextStep()
     {
-        if (_step >= _totalSteps || _interrupt is not null) { Finish(); return; }
-        if (_joiners.Count > 0) { FetchState(AdmitJoiners); return; }
-        DispatchStep();
+        if (_step >= _totalSteps || _interrupt is not null) Finish();
+        else if (_joiners.Count > 0) FetchStateThen(AdmitJoiners);
+        else DispatchStep();
     }
 
     /// The joiners get the state just fetched from rank 0 and enter with a new generation.
@@ -348,7 +298,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         EnterJoiners();
         NewGeneration();
-        Become(Training);
         DispatchStep();
     }
 
@@ -361,29 +310,24 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     void DispatchStep()
     {
-        _phase = Phase.Step;
         var assignment = StepWork.Assign(_s.Plan.MicroBatchCount, _workers.Count);
-        _pending.Clear();
+        var step = new StepCommit(_generation, _step, [.. _workers.Select(w => (w.Id, w.Name))]);
         _stepClock.Restart();
         for (int r = 0; r < _workers.Count; r++)
         {
             var (first, count) = assignment[r];
             byte[] pixels = [], labels = [];
-            if (_workers[r].Ships) (pixels, labels) = Ship(_s.Data.Train, _work.Of(_step, first, count).Span);
+            if (_workers[r].Ships) (pixels, labels) = StepWork.Ship(_s.Data.Train, _samples.Of(_step, first, count).Span);
             _workers[r].Ref.Tell(new RunStep(_generation, _step, first, count, pixels, labels));
         }
+        Become(() => Training(step));
     }
 
-    static (byte[] Pixels, byte[] Labels) Ship(Dataset data, ReadOnlySpan<int> ids)
+    void Training(StepCommit step)
     {
-        var pixels = new byte[ids.Length * data.SampleSize];
-        var labels = new byte[ids.Length];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            data.Pixels.Slice(ids[i] * data.SampleSize, data.SampleSize).CopyTo(pixels.AsSpan(i * data.SampleSize));
-            labels[i] = data.Label(ids[i]);
-        }
-        return (pixels, labels);
+        Receive<StepCompleted>(m => { if (step.Add(Id(Sender), m)) Commit(step.Verdict()); });
+        Receive<GradientChunk>(OnStarChunk);
+        Membership(new InFlight(() => { _tally.Redone++; DispatchStep(); }, Step: true));
     }
 
     void OnStarChunk(GradientChunk c)
@@ -396,143 +340,118 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         foreach (var w in _workers) foreach (var chunk in total) w.Ref.Tell(chunk);
     }
 
-    void OnStepCompleted(StepCompleted m)
+    void Commit(StepVerdict verdict)
     {
-        // Invariant 4: only the current generation's current step, from a member, counts.
-        if (m.Generation != _generation || m.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender)) || _pending.ContainsKey(Sender)) return;
-        _pending[Sender] = m;
-        if (_pending.Count < _workers.Count) return;
-
-        var all = _pending.Values.ToList();
-        var stats = new BatchStats(all.Sum(x => x.LossSum), all.Sum(x => x.Correct), all.Sum(x => x.Samples));
-        if (all.Any(x => x.Diverged) || !double.IsFinite(stats.LossSum))
+        switch (verdict)
         {
-            _status = "diverged";
-            _error = $"training diverged at step {_step + 1}: loss is {stats.MeanLoss}; lower --lr";
-            Finish(fetchState: false);
-            return;
+            case StepVerdict.Diverged d:
+                _tally.End(RunStatus.Diverged, d.Error);
+                Finish(fetchState: false);
+                return;
+            case StepVerdict.Disagreed d:
+                _tally.Consistent = false;
+                _tally.End(RunStatus.Failed, d.Error);
+                Finish(fetchState: false);
+                return;
         }
-        if (all.Select(x => x.ParameterHash).Distinct().Count() != 1)
-        {
-            _consistent = false;
-            _status = "failed";
-            _error = $"replicas disagree after step {_step + 1}: " + string.Join(", ", _pending.Select(p => $"{p.Key.Path.Name}={p.Value.ParameterHash[..Math.Min(12, p.Value.ParameterHash.Length)]}"));
-            Finish(fetchState: false);
-            return;
-        }
-        _lastHash = all[0].ParameterHash;
-        int epoch = _work.EpochOf(_step);
+        var c = (StepVerdict.Committed)verdict;
+        _lastHash = c.ParameterHash;
+        int epoch = _samples.EpochOf(_step);
         _step++;
-        _epochStats += stats;
-        _trainedImages += stats.Samples;
         double wall = _stepClock.Elapsed.TotalSeconds;
-        _trainSeconds += wall;
+        _tally.Committed(c.Stats, wall);
+        var shares = c.Reports.Zip(_workers, (m, w) => new WorkerShare(w.Name, m.Samples, m.ComputeSeconds)).ToArray();
         _observer.StepCompleted(
-            new StepReport(_step, _totalSteps, epoch, stats.MeanLoss, stats.Accuracy, _schedule.At(_step - 1), stats.Samples / wall),
-            new StepTiming(wall, all.Average(x => x.ComputeSeconds), all.Average(x => x.ReduceSeconds),
-                           _workers.Select(w => _pending[w.Ref]).Zip(_workers, (m, w) => new WorkerShare(w.Name, m.Samples, m.ComputeSeconds)).ToArray()));
-        if (_step % _work.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
-        else if (_s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0)
-            FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });
+            new StepReport(_step, _totalSteps, epoch, c.Stats.MeanLoss, c.Stats.Accuracy, _schedule.At(_step - 1), c.Stats.Samples / wall),
+            new StepTiming(wall, c.ComputeSeconds, c.ReduceSeconds, shares));
+        if (_step % _samples.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
+        else if (_s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0) FetchStateThen(CheckpointAndContinue);
         else RunNextStep();
     }
 
-    // ---- Evaluating ------------------------------------------------------------------------------
+    void CheckpointAndContinue()
+    {
+        _observer.CheckpointDue(_model, _optimizer, _step);
+        RunNextStep();
+    }
 
-    int _evaluatingEpoch;
+    // ---- Evaluating ----------------------------------------------------------------------------
 
     void StartEvaluation(int epoch)
     {
-        _phase = Phase.Evaluation;
-        _evaluatingEpoch = epoch;
-        _evaluations.Clear();
         var test = _s.Data.Test;
-        var pieces = StepWork.EvaluationPieces(test.Count, test.SampleSize, _workers.Count, ProtocolConfig.MaxPayloadBytes);
-        _evaluationPieces = pieces.Count;
-        foreach (var (worker, start, count) in pieces)
+        var round = new EvaluationRound(_generation, _step, epoch, test.Count, test.SampleSize, [.. _workers.Select(w => w.Id)]);
+        foreach (var (worker, start, count) in round.Pieces)
         {
             byte[] pixels = [], labels = [];
-            if (_workers[worker].Ships) (pixels, labels) = Ship(test, Enumerable.Range(start, count).ToArray());
+            if (_workers[worker].Ships) (pixels, labels) = StepWork.Ship(test, Enumerable.Range(start, count).ToArray());
             _workers[worker].Ref.Tell(new EvaluateRange(_generation, _step, start, count, pixels, labels));
         }
-        Become(Evaluating);
+        Become(() => Evaluating(round));
     }
 
-    void Evaluating()
+    void Evaluating(EvaluationRound round)
     {
-        Receive<EvaluationCompleted>(m =>
-        {
-            if (m.Generation != _generation || m.Step != _step || !_workers.Any(w => w.Ref.Equals(Sender))) return;
-            _evaluations[m.Start] = m;
-            if (_evaluations.Count < _evaluationPieces) return;
-            var all = _evaluations.Values;   // summed in test-set order, so the loss is the same for any worker count
-            _lastTest = new BatchStats(all.Sum(x => x.LossSum), all.Sum(x => x.Correct), all.Sum(x => x.Samples));
-            _lastEpochTrain = _epochStats;
-            double seconds = _epochClock.Elapsed.TotalSeconds;
-            _observer.EpochCompleted(new EpochReport(_evaluatingEpoch, _step, _epochStats, _lastTest, seconds, _epochStats.Samples / seconds));
-            _epochStats = new BatchStats();
-            _epochClock.Restart();
-            if (_s.CheckpointEveryEpoch && _step < _totalSteps)
-                FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Become(Training); RunNextStep(); });
-            else { Become(Training); RunNextStep(); }
-        });
-        Membership();
+        Receive<EvaluationCompleted>(m => { if (round.Add(Id(Sender), m)) EpochCompleted(round); });
+        Membership(new InFlight(() => StartEvaluation(round.Epoch), Step: false));
     }
 
-    // ---- State transfer and Finishing -------------------------------------------------------------
-
-    /// Copies rank 0's parameters and optimizer state into the coordinator's model, then continues.
-    void FetchState(Action then)
+    void EpochCompleted(EvaluationRound round)
     {
-        _phase = Phase.State;
-        _afterState = then;
-        _incoming = new ModelStateTransfer.Assembler(_model, _optimizer);
+        double seconds = _epochClock.Elapsed.TotalSeconds;
+        var epoch = _tally.EpochEvaluated(round.Total());
+        _observer.EpochCompleted(new EpochReport(round.Epoch, _step, epoch, _tally.LastTest, seconds, epoch.Samples / seconds));
+        _epochClock.Restart();
+        if (_s.CheckpointEveryEpoch && _step < _totalSteps) FetchStateThen(CheckpointAndContinue);
+        else RunNextStep();
+    }
+
+    // ---- FetchingState -------------------------------------------------------------------------
+
+    /// The one way to "fetch the state, then continue": copies rank 0's parameters and optimizer state
+    /// into the coordinator's model, checks them against the replicas' hash, then runs `then`.
+    void FetchStateThen(Action then)
+    {
+        var fetch = new StateFetch(_model, _optimizer, _generation, _workers[0].Id, _lastHash);
         _workers[0].Ref.Tell(new RequestModelState(_generation));
-        Become(ReceivingState);
+        Become(() => FetchingState(fetch, then));
     }
 
-    void ReceivingState()
+    void FetchingState(StateFetch fetch, Action then)
     {
         Receive<ModelStateChunk>(m =>
         {
-            if (m.Generation != _generation || !Sender.Equals(_workers[0].Ref)) return;
-            try { if (!_incoming!.Add(m)) return; }
+            try { if (!fetch.Add(Id(Sender), m)) return; }
             catch (InvalidDataException e) { _log.Error("rejected model state from {0}: {1}", Sender, e.Message); return; }
-            _incoming = null;
-            if (ParameterHash.ReplicaHex(_model.Parameters) != _lastHash)
+            if (!fetch.Matches)
             {
-                _consistent = false;
-                _status = "failed";
-                _error = "the parameters fetched from rank 0 do not match the hash all replicas reported";
+                _tally.Consistent = false;
+                _tally.End(RunStatus.Failed, "the parameters fetched from rank 0 do not match the hash all replicas reported");
                 Finish(fetchState: false);
                 return;
             }
             _syncedStep = _step;
-            _syncedEpochStats = _epochStats;
-            _afterState!();
+            _tally.SyncedEpochStats = _tally.EpochStats;
+            then();
         });
-        Membership();
+        Membership(new InFlight(() => FetchStateThen(then), Step: false));
     }
+
+    // ---- Finished ------------------------------------------------------------------------------
 
     void Finish(bool fetchState = true)
     {
         if (fetchState && _workers.Count > 0 && _step > 0)
         {
-            FetchState(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
+            FetchStateThen(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
             return;
         }
-        foreach (var w in _workers.Concat(_joiners)) w.Ref.Tell(new JobFinished(_status));
+        foreach (var w in Admitted) w.Ref.Tell(new JobFinished(_tally.Status.Text()));
         // The result is named by SHA-256 of the parameters of the last step, which the coordinator
         // holds once it has fetched and checked them; a run that failed before that (or whose
         // fetched parameters failed the check) has no result to name.
-        string sha256 = _consistent && _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
-        _done.TrySetResult(new ClusterOutcome(_status, _error, _step, _lastEpochTrain, _lastTest, sha256, _consistent,
-            _workers.Count, _failures, _redone, _trainSeconds, _trainedImages));
-        Become(Finished);
-    }
-
-    void Finished()
-    {
-        ReceiveAny(_ => { });
+        string sha256 = _tally.Consistent && _syncedStep == _step ? ParameterHash.Sha256Hex(_model.Parameters) : "";
+        _done.TrySetResult(_tally.Outcome(_step, sha256, _workers.Count));
+        Become(() => ReceiveAny(_ => { }));
     }
 }

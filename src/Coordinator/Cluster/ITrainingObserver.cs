@@ -23,5 +23,5 @@ public readonly record struct WorkerShare(string Name, long Samples, double Comp
 
 /// How a run ended.
 public sealed record ClusterOutcome(
-    string Status, string? Error, long Steps, BatchStats LastEpochTrain, BatchStats LastTest, string ParameterSha256,
+    RunStatus Status, string? Error, long Steps, BatchStats LastEpochTrain, BatchStats LastTest, string ParameterSha256,
     bool ReplicasConsistent, int Workers, int WorkerFailures, long RedoneSteps, double TrainSeconds, long TrainedImages);

@@ -26,7 +26,7 @@ public sealed class InProcessCluster
     public Task<ClusterOutcome> Completion { get; }
 
     public static InProcessCluster Start(ActorSystem system, TrainingPlan plan, DatasetFolder data, int workers,
-                                         string allReduce = "ring", ITrainingObserver? observer = null, string name = "coordinator")
+                                         AllReduceAlgorithm allReduce = AllReduceAlgorithm.Ring, ITrainingObserver? observer = null, string name = "coordinator")
     {
         var settings = new CoordinatorActor.Settings(plan, data, allReduce, JobToken: name, workers, Resume: null, CheckpointEveryEpoch: false);
         return Start(system, settings, workers, observer ?? new SilentObserver(), name);

@@ -6,7 +6,7 @@ namespace DistTrain.Coordinator.Reporting;
 /// The --report file: DESIGN.md's contract that scripts rely on. Field names and meaning are fixed.
 public sealed record TrainingReport
 {
-    public required string Status { get; init; }
+    public required Cluster.RunStatus Status { get; init; }
     public required string Dataset { get; init; }
     public required string DatasetSha256 { get; init; }
     public required string Model { get; init; }

@@ -16,27 +16,27 @@ public class OptimizerTests
     }
 
     [Fact]
-    public void Sgd() => Assert.Equal([0.95f, 0.925f], TwoSteps(new("sgd")), new FloatComparer(1e-6f));
+    public void Sgd() => Assert.Equal([0.95f, 0.925f], TwoSteps(new(OptimizerKind.Sgd)), new FloatComparer(1e-6f));
 
     [Fact]
     public void Sgd_with_weight_decay()
     {
         // g' = g + 0.1 p: step 1: 1 - 0.1 (0.5 + 0.1) = 0.94; step 2: 0.94 - 0.1 (0.25 + 0.094) = 0.9056
-        Assert.Equal([0.94f, 0.9056f], TwoSteps(new("sgd", WeightDecay: 0.1)), new FloatComparer(1e-6f));
+        Assert.Equal([0.94f, 0.9056f], TwoSteps(new(OptimizerKind.Sgd, WeightDecay: 0.1)), new FloatComparer(1e-6f));
     }
 
     [Fact]
     public void Momentum()
     {
         // v1 = 0.5, p1 = 1 - 0.05 = 0.95; v2 = 0.9*0.5 + 0.25 = 0.7, p2 = 0.95 - 0.07 = 0.88
-        Assert.Equal([0.95f, 0.88f], TwoSteps(new("momentum", Momentum: 0.9)), new FloatComparer(1e-6f));
+        Assert.Equal([0.95f, 0.88f], TwoSteps(new(OptimizerKind.Momentum, Momentum: 0.9)), new FloatComparer(1e-6f));
     }
 
     [Fact]
     public void Nesterov()
     {
         // v1 = 0.5, p1 = 1 - 0.1 (0.5 + 0.45) = 0.905; v2 = 0.7, p2 = 0.905 - 0.1 (0.25 + 0.63) = 0.817
-        Assert.Equal([0.905f, 0.817f], TwoSteps(new("momentum", Momentum: 0.9, Nesterov: true)), new FloatComparer(1e-6f));
+        Assert.Equal([0.905f, 0.817f], TwoSteps(new(OptimizerKind.Momentum, Momentum: 0.9, Nesterov: true)), new FloatComparer(1e-6f));
     }
 
     [Fact]
@@ -46,7 +46,7 @@ public class OptimizerTests
         // t=2: m = 0.045 + 0.025 = 0.07, v = 0.00024975 + 0.0000625 = 0.00031225
         //      mhat = 0.07 / 0.19 = 0.368421, vhat = 0.00031225 / 0.001999 = 0.156203; sqrt = 0.395225
         //      p = 0.9 - 0.1 * 0.368421 / 0.395225 = 0.9 - 0.093218 = 0.806782
-        Assert.Equal([0.9f, 0.806782f], TwoSteps(new("adam")), new FloatComparer(2e-6f));
+        Assert.Equal([0.9f, 0.806782f], TwoSteps(new(OptimizerKind.Adam)), new FloatComparer(2e-6f));
     }
 
     [Fact]
@@ -54,23 +54,40 @@ public class OptimizerTests
     {
         // t=1: p = 1 - 0.1*0.1*1 = 0.99, then - 0.1 * 0.5/0.5 = 0.89
         // t=2: p = 0.89 - 0.1*0.1*0.89 = 0.8811, then - 0.093218 = 0.787882
-        Assert.Equal([0.89f, 0.787882f], TwoSteps(new("adamw", WeightDecay: 0.1)), new FloatComparer(2e-6f));
+        Assert.Equal([0.89f, 0.787882f], TwoSteps(new(OptimizerKind.AdamW, WeightDecay: 0.1)), new FloatComparer(2e-6f));
     }
 
     [Fact]
     public void Unknown_kind_is_a_clear_error()
     {
-        var e = Assert.Throws<ArgumentException>(() => Optimizer.Create(new("rmsprop"), 1));
+        var e = Assert.Throws<ArgumentException>(() => Optimizer.Create(new((OptimizerKind)9), 1));
         Assert.Contains("expected sgd, momentum, adam or adamw", e.Message);
     }
 
     [Theory]
-    [InlineData("sgd", false, 0.01)]
-    [InlineData("momentum", false, 0.0)]
-    [InlineData("momentum", true, 0.01)]
-    [InlineData("adam", false, 0.01)]
-    [InlineData("adamw", false, 0.01)]
-    public void A_long_vector_updates_each_element_to_the_bits_of_a_one_element_update(string kind, bool nesterov, double weightDecay)
+    [InlineData(OptimizerKind.Sgd, "sgd")]
+    [InlineData(OptimizerKind.Momentum, "momentum")]
+    [InlineData(OptimizerKind.Adam, "adam")]
+    [InlineData(OptimizerKind.AdamW, "adamw")]
+    public void The_kind_is_written_and_read_as_the_text_checkpoints_have_always_held(OptimizerKind kind, string name)
+    {
+        // Checkpoints and TrainingPlan.OptimizerJson hold this JSON; a checkpoint written before the
+        // kind was typed must read back to the same settings.
+        string json = $$"""{"Kind":"{{name}}","Momentum":0.9,"Nesterov":false,"Beta1":0.9,"Beta2":0.999,"Epsilon":1E-08,"WeightDecay":0}""";
+        Assert.Equal(json, System.Text.Json.JsonSerializer.Serialize(new OptimizerSettings(kind)));
+        Assert.Equal(new OptimizerSettings(kind), System.Text.Json.JsonSerializer.Deserialize<OptimizerSettings>(json));
+        Assert.Equal(name, kind.Name());
+        Assert.True(OptimizerKinds.TryParse(name, out var parsed) && parsed == kind);
+        Assert.False(OptimizerKinds.TryParse("rmsprop", out _));
+    }
+
+    [Theory]
+    [InlineData(OptimizerKind.Sgd, false, 0.01)]
+    [InlineData(OptimizerKind.Momentum, false, 0.0)]
+    [InlineData(OptimizerKind.Momentum, true, 0.01)]
+    [InlineData(OptimizerKind.Adam, false, 0.01)]
+    [InlineData(OptimizerKind.AdamW, false, 0.01)]
+    public void A_long_vector_updates_each_element_to_the_bits_of_a_one_element_update(OptimizerKind kind, bool nesterov, double weightDecay)
     {
         // Long vectors go 16 elements at a time where the CPU has wide vectors; a one-element
         // optimizer only takes the scalar path. Three steps, so the state (velocity, m, v) is used too.

@@ -12,7 +12,7 @@ public sealed class ReplicaTests
 {
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(trainCount: 512, testCount: 64, seed: 11);
 
-    static TrainingPlan Plan(ModelSpec? model = null, string optimizer = "momentum") => new()
+    static TrainingPlan Plan(ModelSpec? model = null, OptimizerKind optimizer = OptimizerKind.Momentum) => new()
     {
         Model = model ?? Presets.LeNet5,
         Optimizer = new OptimizerSettings(optimizer),
@@ -41,10 +41,10 @@ public sealed class ReplicaTests
         Enumerable.Range(0, replicas).Select(r => (microBatches * r / replicas, microBatches * (r + 1) / replicas - microBatches * r / replicas)).ToArray();
 
     [Theory]
-    [InlineData(2, "momentum")]
-    [InlineData(3, "adam")]
-    [InlineData(6, "sgd")]
-    public void Replicas_that_split_each_step_end_bitwise_where_one_replica_ends(int replicas, string optimizer)
+    [InlineData(2, OptimizerKind.Momentum)]
+    [InlineData(3, OptimizerKind.Adam)]
+    [InlineData(6, OptimizerKind.Sgd)]
+    public void Replicas_that_split_each_step_end_bitwise_where_one_replica_ends(int replicas, OptimizerKind optimizer)
     {
         var plan = Plan(optimizer: optimizer);
         var reference = new LocalTrainer(plan, Data);
@@ -95,7 +95,7 @@ public sealed class ReplicaTests
     [Fact]
     public void A_rolled_back_update_leaves_no_trace_and_the_redone_step_gives_the_same_bits()
     {
-        var plan = Plan(optimizer: "adam");
+        var plan = Plan(optimizer: OptimizerKind.Adam);
         var replica = Replica.Initialized(plan, Data.Train.Count, Data.Train);
         replica.Compute(0, plan.MicroBatchCount, LocalExchange.Instance);
         replica.Apply();

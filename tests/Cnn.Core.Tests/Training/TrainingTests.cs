@@ -16,7 +16,7 @@ public sealed class TrainingTests : IDisposable
     static TrainingPlan Plan(ulong seed = 1, long? maxSteps = 24, ModelSpec? model = null) => new()
     {
         Model = model ?? Presets.LeNet5,
-        Optimizer = new OptimizerSettings("momentum", Momentum: 0.9),
+        Optimizer = new OptimizerSettings(OptimizerKind.Momentum, Momentum: 0.9),
         LearningRate = 0.02, GlobalBatch = 32, Epochs = 2, Seed = seed, MaxSteps = maxSteps,
     };
 

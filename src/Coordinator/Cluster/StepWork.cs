@@ -1,6 +1,9 @@
-namespace DistTrain.Worker;
+using DistTrain.Cnn.Data;
 
-/// How the coordinator cuts work among workers: micro-batch runs of a step and pieces of the test split.
+namespace DistTrain.Coordinator.Cluster;
+
+/// How the coordinator cuts work among workers: micro-batch runs of a step and pieces of the test
+/// split, and the samples it ships to a worker without the dataset.
 public static class StepWork
 {
     /// Cuts the test split into pieces whose shipped pixels fit one message, and gives each worker a
@@ -30,5 +33,18 @@ public static class StepWork
             first += count;
         }
         return result;
+    }
+
+    /// The pixels and labels of samples `ids`, in that order, for a worker without the dataset.
+    public static (byte[] Pixels, byte[] Labels) Ship(Dataset data, ReadOnlySpan<int> ids)
+    {
+        var pixels = new byte[ids.Length * data.SampleSize];
+        var labels = new byte[ids.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            data.Pixels.Slice(ids[i] * data.SampleSize, data.SampleSize).CopyTo(pixels.AsSpan(i * data.SampleSize));
+            labels[i] = data.Label(ids[i]);
+        }
+        return (pixels, labels);
     }
 }
