@@ -228,10 +228,13 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         _link?.Dispose();   // the previous generation's connection: its successor may be gone
         _link = null;
         _predecessorPath = "";
+        // The exchange sends from whichever lane thread of the Replica finishes a slice, where Self cannot be read.
+        var self = Self;
         if (_job.AllReduce == AllReduceAlgorithm.Star)
         {
             _chunkSender = _coordinator;
-            _allReduce = new StarAllReduce(g.Generation, c => _coordinator.Tell(c, Self));
+            var coordinator = _coordinator;
+            _allReduce = new StarAllReduce(g.Generation, c => coordinator.Tell(c, self));
         }
         else
         {
@@ -241,7 +244,6 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             _predecessorPath = g.Ring[(g.Rank + n - 1) % n];
             string nextEndpoint = g.DataEndpoints is { } endpoints && endpoints.Length == n ? endpoints[(g.Rank + 1) % n] : "";
             var next = provider.ResolveActorRef(g.Ring[(g.Rank + 1) % n]);
-            var self = Self;
             if (_settings.Plane is { } plane && n > 1 && nextEndpoint.Length > 0)
             {
                 // Chunks go to the successor over the data plane, sent as this worker's ring path;

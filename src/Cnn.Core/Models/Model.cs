@@ -26,7 +26,13 @@ public sealed class Model
     public IReadOnlyList<ParameterView> Views { get; }
     public int ParameterCount => Parameters.Length;
 
-    public static Model Create(ModelSpec spec)
+    public static Model Create(ModelSpec spec) => Create(spec, shared: null);
+
+    /// The same layers over THIS model's parameter vector, with a gradient vector and activations
+    /// of their own: another thread computes micro-batches with it while the parameters stay one.
+    public Model Replicate() => Create(Spec, shared: Parameters);
+
+    static Model Create(ModelSpec spec, float[]? shared)
     {
         var input = new SampleShape(spec.Input[0], spec.Input[1], spec.Input[2]);
         var layers = new Layer[spec.Layers.Count];
@@ -53,7 +59,7 @@ public sealed class Model
         layers[0].ComputeInputGradient = false;
 
         int total = layers.Sum(l => l.ParameterCount);
-        var parameters = new float[total];
+        var parameters = shared ?? new float[total];
         var gradients = new float[total];
         var views = new List<ParameterView>();
         int offset = 0;

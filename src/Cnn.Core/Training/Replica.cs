@@ -1,4 +1,5 @@
 using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Kernels;
 using DistTrain.Cnn.Layers;
 using DistTrain.Cnn.Losses;
 using DistTrain.Cnn.Models;
@@ -16,21 +17,36 @@ public readonly record struct StepShare(long Step, BatchStats Stats, bool Diverg
 /// the exact fixed-point sum, which goes to a gradient exchange layer by layer as the last
 /// backward pass finishes it), then, once the exchange holds the total, Apply (the optimizer
 /// update, which can be rolled back until the next step).
+///
+/// With several threads the micro-batches run in parallel lanes, each with the model's layers
+/// over the one parameter vector but its own gradients, activations and fixed-point sum; the lane
+/// sums are added exactly, so the result is bitwise the one of a single lane. A layer's slice goes
+/// to the exchange once every lane has finished that layer in its last micro-batch.
 public sealed class Replica
 {
     readonly TrainingPlan _plan;
     readonly Dataset? _train;
-    readonly GradientComputer _computer;
+    readonly ILoss _loss;
     readonly LearningRateSchedule _schedule;
     readonly StepSamples _samples;
     readonly long[] _sums;
     /// Rows 0..GlobalBatch-1: a shipped step's samples are the whole shipped dataset, in order.
     readonly int[] _shippedRows;
-    readonly Action<Layer> _layerDone;   // made once: a step allocates nothing for it
+    /// Lane 0 computes with Model itself; more lanes are made the first time a step can use them.
+    readonly List<Lane> _lanes = [];
+    readonly int _threads;
+    readonly LaneJob _job;
+    readonly EvaluationJob _evaluation;
+    /// Layers with parameters, last first, and how many lanes have yet to finish each in the run's
+    /// last micro-batches (the one that brings it to 0 adds the lanes' slices and tells the exchange).
+    readonly Layer[] _parameterLayers;
+    readonly int[] _pendingLanes;
+    readonly object _exchangeLock = new();
+    /// Per micro-batch of the run, summed in micro-batch order whichever lane computed it.
+    readonly BatchStats[] _microStats;
     IGradientExchange _exchange = LocalExchange.Instance;
     /// The share of the step being computed or reduced (null between steps).
     StepShare? _share;
-    bool _diverged;
 
     // The replica before its newest update, kept until the next one: when a peer is lost after this
     // replica applied step t but before the coordinator committed it, step t is rolled back and redone.
@@ -43,7 +59,8 @@ public sealed class Replica
     /// A replica of `plan` over a training split of `trainCount` samples whose state is model and
     /// optimizer after `step` updates. `train`: the replica's own copy of the training split, or
     /// null when every step's samples are shipped to it.
-    public Replica(TrainingPlan plan, int trainCount, Dataset? train, Model model, Optimizer optimizer, long step = 0)
+    /// `threads`: how many micro-batches may run at once (default: <see cref="Parallelism.MaxThreads"/>).
+    public Replica(TrainingPlan plan, int trainCount, Dataset? train, Model model, Optimizer optimizer, long step = 0, int? threads = null)
     {
         if (plan.GlobalBatch < 1) throw new ArgumentException($"--batch: expected a positive number, got {plan.GlobalBatch}");
         if (plan.MicroBatch < 1) throw new ArgumentException($"--micro-batch: expected a positive number, got {plan.MicroBatch}");
@@ -57,12 +74,18 @@ public sealed class Replica
         Optimizer = optimizer;
         Step = step;
         TrainCount = trainCount;
-        _computer = new GradientComputer(model, LossFunctions.Create(plan.Loss));
+        _loss = LossFunctions.Create(plan.Loss);
         _schedule = plan.CreateSchedule(trainCount);
         _samples = new StepSamples(plan, trainCount);
         _sums = new long[model.ParameterCount];
         _shippedRows = Enumerable.Range(0, plan.GlobalBatch).ToArray();
-        _layerDone = LayerDone;
+        _threads = Math.Max(1, threads ?? Parallelism.MaxThreads);
+        _parameterLayers = model.Layers.Where(l => l.ParameterCount > 0).Reverse().ToArray();
+        _pendingLanes = new int[_parameterLayers.Length];
+        _lanes.Add(new Lane(this, model));
+        _job = new LaneJob(this);
+        _evaluation = new EvaluationJob(this);
+        _microStats = new BatchStats[plan.MicroBatchCount];
         _undoParameters = new float[model.ParameterCount];
         _state = optimizer.State.Select(v => v.Values).ToArray();
         _undoState = _state.Select(v => new float[v.Length]).ToArray();
@@ -70,11 +93,11 @@ public sealed class Replica
     }
 
     /// A replica at step 0 with the parameters drawn from the plan's seed.
-    public static Replica Initialized(TrainingPlan plan, int trainCount, Dataset? train)
+    public static Replica Initialized(TrainingPlan plan, int trainCount, Dataset? train, int? threads = null)
     {
         var model = Model.Create(plan.Model);
         model.Initialize(plan.Seed);
-        return new Replica(plan, trainCount, train, model, Optimizer.Create(plan.Optimizer, model.ParameterCount));
+        return new Replica(plan, trainCount, train, model, Optimizer.Create(plan.Optimizer, model.ParameterCount), threads: threads);
     }
 
     public TrainingPlan Plan => _plan;
@@ -115,42 +138,130 @@ public sealed class Replica
         long step = Step;
         if (CannotCompute(step, firstMicroBatch, microBatches, shipped is not null) is { } reason) throw new InvalidOperationException(reason);
         var ids = _samples.Of(step, firstMicroBatch, microBatches);
-        var data = shipped ?? _train!;
-        ReadOnlyMemory<int> rows = shipped is null ? ids : _shippedRows.AsMemory(0, ids.Length);
         if (shipped is not null && shipped.Count != ids.Length)
             throw new ArgumentException($"{ids.Length} samples expected for step {step + 1}, {shipped.Count} shipped");
-        int epoch = _samples.EpochOf(step);
-        float scale = 1f / _plan.GlobalBatch;
-        var stats = new BatchStats();
-        _diverged = false;
+        int count = (ids.Length + _plan.MicroBatch - 1) / _plan.MicroBatch;
+        int lanes = Math.Min(_threads, count);
+        while (_lanes.Count < lanes) _lanes.Add(new Lane(this, Model.Replicate()));
         _exchange = exchange;
         Array.Clear(_sums);
+        Array.Clear(_microStats);
         exchange.Begin(step, _sums);
-        for (int first = 0; first < ids.Length && !_diverged; first += _plan.MicroBatch)
+        var run = new Run(step, _samples.EpochOf(step), ids, shipped ?? _train!, shipped is null ? ids : _shippedRows.AsMemory(0, ids.Length), count, lanes);
+        if (lanes == 1) _lanes[0].Compute(run, 0);
+        else
         {
-            int n = Math.Min(_plan.MicroBatch, ids.Length - first);
-            Model.ZeroGradients();
-            // The last micro-batch hands each layer's gradient on as soon as the backward pass has
-            // finished it (the last layers first), overlapping the exchange with the earlier layers.
-            bool last = first + n >= ids.Length;
-            stats += _computer.Accumulate(data, rows.Slice(first, n), new BatchContext(true, _plan.Seed, epoch, step, ids.Slice(first, n)), scale,
-                                          last ? _layerDone : null);
-            if (!last) _diverged |= !FixedPointGradient.Accumulate(Model.Gradients, _sums);
-            _diverged |= !double.IsFinite(stats.LossSum);
+            Array.Fill(_pendingLanes, lanes);
+            _job.Start(run);
+            // Lanes hand their slices over layer by layer; a diverged lane stops early, so whatever
+            // it left is added now (exact, in any order) before the rest of the sum is ready.
+            for (int i = 0; i < _parameterLayers.Length; i++)
+                if (_pendingLanes[i] > 0) AddLaneSlices(_parameterLayers[i], lanes);
         }
-        var share = new StepShare(step, stats, _diverged);
+        var stats = new BatchStats();
+        bool diverged = false;
+        for (int m = 0; m < count; m++) stats += _microStats[m];
+        for (int l = 0; l < lanes; l++) diverged |= _lanes[l].Diverged;
+        var share = new StepShare(step, stats, diverged || !double.IsFinite(stats.LossSum));
         _share = share;
         return (share, exchange.Ready(0));
     }
 
-    /// After a layer's backward pass in the last micro-batch: its slice of the gradient goes into
-    /// the fixed-point sum and, from then on, to the exchange.
-    void LayerDone(Layer layer)
+    /// Micro-batches 0..Count of one replica's run of step Step; lane l computes those with m % Lanes == l.
+    readonly record struct Run(long Step, int Epoch, ReadOnlyMemory<int> Ids, Dataset Data, ReadOnlyMemory<int> Rows, int Count, int Lanes);
+
+    /// Adds the other lanes' sums over `layer`'s slice into the replica's sum (lane 0's own) and tells the exchange.
+    void AddLaneSlices(Layer layer, int lanes)
     {
-        if (layer.ParameterCount == 0) return;
-        int offset = layer.ParameterOffset, count = layer.ParameterCount;
-        _diverged |= !FixedPointGradient.Accumulate(Model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count));
-        _exchange.Ready(offset);
+        int offset = layer.ParameterOffset, length = layer.ParameterCount;
+        var total = _sums.AsSpan(offset, length);
+        for (int l = 1; l < lanes; l++) FixedPointGradient.Add(total, _lanes[l].Sums.AsSpan(offset, length));
+        lock (_exchangeLock) _exchange.Ready(offset);
+    }
+
+    /// One thread's share of a step: the layers over the replica's parameters with their own
+    /// gradients and activations. Lane 0 sums into the replica's sum, the others into their own,
+    /// which are added to it layer by layer once every lane has finished the layer.
+    sealed class Lane
+    {
+        readonly Replica _replica;
+        readonly Model _model;
+        readonly GradientComputer _computer;
+        readonly Action<Layer> _layerDone;   // made once: a step allocates nothing for it
+        readonly Dictionary<Layer, int> _layerIndex;
+        long[] _sums = [], _ownSums = [];
+        bool _alone;
+
+        public Lane(Replica replica, Model model)
+        {
+            _replica = replica;
+            _model = model;
+            _computer = new GradientComputer(model, replica._loss);
+            _layerDone = LayerDone;
+            _layerIndex = Enumerable.Range(0, model.Layers.Count).Where(i => model.Layers[i].ParameterCount > 0)
+                .ToDictionary(i => model.Layers[i], i => Array.IndexOf(replica._parameterLayers, replica.Model.Layers[i]));
+        }
+
+        public long[] Sums => _sums;
+        public bool Diverged { get; private set; }
+
+        /// Computes the lane's micro-batches of the run; the only lane tells the exchange itself.
+        public void Compute(in Run run, int lane)
+        {
+            _alone = run.Lanes == 1;
+            if (lane == 0) _sums = _replica._sums;
+            else
+            {
+                if (_ownSums.Length != _replica._sums.Length) _ownSums = new long[_replica._sums.Length];
+                Array.Clear(_ownSums);
+                _sums = _ownSums;
+            }
+            Diverged = false;
+            var plan = _replica._plan;
+            float scale = 1f / plan.GlobalBatch;
+            for (int m = lane; m < run.Count && !Diverged; m += run.Lanes)
+            {
+                int first = m * plan.MicroBatch, n = Math.Min(plan.MicroBatch, run.Ids.Length - first);
+                _model.ZeroGradients();
+                // The lane's last micro-batch hands each layer's gradient on as soon as the backward pass
+                // has finished it (the last layers first), overlapping the exchange with the earlier layers.
+                bool last = m + run.Lanes >= run.Count;
+                var stats = _computer.Accumulate(run.Data, run.Rows.Slice(first, n),
+                    new BatchContext(true, plan.Seed, run.Epoch, run.Step, run.Ids.Slice(first, n)), scale, last ? _layerDone : null);
+                _replica._microStats[m] = stats;
+                if (!last) Diverged |= !FixedPointGradient.Accumulate(_model.Gradients, _sums);
+                Diverged |= !double.IsFinite(stats.LossSum);
+            }
+        }
+
+        /// After a layer's backward pass in the lane's last micro-batch: its slice goes into the lane's
+        /// sum and, once every lane has its slice, to the exchange.
+        void LayerDone(Layer layer)
+        {
+            if (layer.ParameterCount == 0) return;
+            int offset = layer.ParameterOffset, count = layer.ParameterCount;
+            Diverged |= !FixedPointGradient.Accumulate(_model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count));
+            if (_alone) { _replica._exchange.Ready(offset); return; }
+            int i = _layerIndex[layer];
+            if (Interlocked.Decrement(ref _replica._pendingLanes[i]) == 0) _replica.AddLaneSlices(_replica._parameterLayers[i], _replica._job.Lanes);
+        }
+
+        public GradientComputer Computer => _computer;
+    }
+
+    /// Runs the lanes of a step (or of an evaluation) on the kernel threads: one block per lane.
+    sealed class LaneJob(Replica replica) : IBlockJob
+    {
+        Run _run;
+        public int Lanes => _run.Lanes;
+
+        public void Start(in Run run)
+        {
+            _run = run;
+            Parallelism.For(run.Lanes, long.MaxValue, this);
+        }
+
+        public void Run(int lane) => replica._lanes[lane].Compute(_run, lane);
     }
 
     /// Applies the exchanged total of step Step (the average gradient of the global batch, exact)
@@ -201,5 +312,46 @@ public sealed class Replica
     }
 
     /// Loss and accuracy over samples [start, end) of `data` (all of it when end is null), in batches of 500.
-    public BatchStats Evaluate(Dataset data, int start = 0, int? end = null) => Evaluation.Run(_computer, data, 500, start, end);
+    public BatchStats Evaluate(Dataset data, int start = 0, int? end = null)
+    {
+        int stop = end ?? data.Count;
+        int batches = (stop - start + Evaluation.Batch - 1) / Evaluation.Batch;
+        int lanes = Math.Min(_threads, batches);
+        if (lanes <= 1) return Evaluation.Run(_lanes[0].Computer, data, Evaluation.Batch, start, stop);
+        while (_lanes.Count < lanes) _lanes.Add(new Lane(this, Model.Replicate()));
+        return _evaluation.Run(data, start, stop, batches, lanes);
+    }
+
+    /// Evaluation in parallel lanes: batch b on lane b % lanes, the batches' sums added in order,
+    /// so the figures are those of one lane.
+    sealed class EvaluationJob(Replica replica) : IBlockJob
+    {
+        Dataset _data = null!;
+        int _start, _stop, _lanes;
+        BatchStats[] _stats = [];
+        int[][] _ids = [];
+
+        public BatchStats Run(Dataset data, int start, int stop, int batches, int lanes)
+        {
+            (_data, _start, _stop, _lanes) = (data, start, stop, lanes);
+            if (_stats.Length < batches) _stats = new BatchStats[batches];
+            if (_ids.Length < lanes) _ids = Enumerable.Range(0, lanes).Select(_ => new int[Evaluation.Batch]).ToArray();
+            Parallelism.For(lanes, long.MaxValue, this);
+            var total = new BatchStats();
+            for (int b = 0; b < batches; b++) total += _stats[b];
+            _data = null!;
+            return total;
+        }
+
+        public void Run(int lane)
+        {
+            var ids = _ids[lane];
+            for (int first = _start + lane * Evaluation.Batch; first < _stop; first += _lanes * Evaluation.Batch)
+            {
+                int n = Math.Min(Evaluation.Batch, _stop - first);
+                for (int i = 0; i < n; i++) ids[i] = first + i;
+                _stats[(first - _start) / Evaluation.Batch] = replica._lanes[lane].Computer.Evaluate(_data, ids.AsMemory(0, n));
+            }
+        }
+    }
 }

@@ -74,10 +74,43 @@ public sealed class ReplicaTests
         }
     }
 
-    [Fact]
-    public void The_exchange_is_told_of_a_slice_only_once_it_holds_the_whole_contribution()
+    [Theory]
+    [InlineData("lenet5", OptimizerKind.Momentum)]
+    [InlineData("mnist-cnn", OptimizerKind.Adam)]   // dropout: masks from the sample, not the lane
+    public void Micro_batches_in_parallel_lanes_give_the_bits_and_figures_of_one_lane(string model, OptimizerKind optimizer)
     {
-        var replica = Replica.Initialized(Plan(Presets.MnistCnn), Data.Train.Count, Data.Train);
+        var plan = Plan(Presets.Resolve(model), optimizer) with { MaxSteps = 3 };
+        (string Hash, StepShare[] Shares, BatchStats Test) Train(int threads)
+        {
+            var replica = Replica.Initialized(plan, Data.Train.Count, Data.Train, threads);
+            var shares = new StepShare[3];
+            for (int step = 0; step < 3; step++)
+            {
+                // Runs of 6, 5 and 1 micro-batches: lanes with more, as many and fewer micro-batches than threads.
+                int first = step == 1 ? 1 : 0, count = step switch { 0 => 6, 1 => 5, _ => 1 };
+                var exchange = new HeldExchange();
+                shares[step] = replica.Compute(first, count, exchange).Share;
+                replica.Apply();
+            }
+            return (replica.ParameterHash, shares, replica.Evaluate(Data.Test));
+        }
+        var one = Train(1);
+        foreach (int threads in new[] { 2, 3, 8 })
+        {
+            var many = Train(threads);
+            Assert.Equal(one.Hash, many.Hash);
+            Assert.Equal(one.Shares, many.Shares);
+            Assert.Equal(one.Test, many.Test);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void The_exchange_is_told_of_a_slice_only_once_it_holds_the_whole_contribution(int threads)
+    {
+        var replica = Replica.Initialized(Plan(Presets.MnistCnn), Data.Train.Count, Data.Train, threads);
         var exchange = new RecordingExchange();
         var (_, reduced) = replica.Compute(0, 3, exchange);
         Assert.True(reduced);
