@@ -4,7 +4,7 @@ using DistTrain.Bench;
 using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
 
-// disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--data DIR] [--out FILE.json]
+// disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--isa native|avx2|128] [--data DIR] [--out FILE.json]
 // Prints one JSON document with every figure and the conditions it was measured under.
 if (args.Length > 0 && args[0] == "allreduce-node") return NetworkBench.Node(args);
 if (args.Length > 0 && args[0] == "serializer")
@@ -22,7 +22,7 @@ if (args.Length > 0 && args[0] == "serializer")
 }
 
 bool quick = false;
-string? outPath = null, dataDir = null;
+string? outPath = null, dataDir = null, isa = "native";
 var only = new HashSet<string> { "compute", "network", "allreduce", "cluster" };
 for (int i = 0; i < args.Length; i++)
 {
@@ -31,24 +31,34 @@ for (int i = 0; i < args.Length; i++)
         case "--quick": quick = true; break;
         case "--out" when i + 1 < args.Length: outPath = args[++i]; break;
         case "--data" when i + 1 < args.Length: dataDir = args[++i]; break;
+        case "--isa" when i + 1 < args.Length:
+            isa = args[++i];
+            if (isa is not ("native" or "avx2" or "128")) { Console.Error.WriteLine($"disttrain-bench: --isa: expected native, avx2 or 128, got '{isa}'"); return 2; }
+            break;
         case "--only" when i + 1 < args.Length:
             only = [.. args[++i].Split(',')];
             if (only.Except(["compute", "network", "allreduce", "cluster"]).FirstOrDefault() is string bad)
             { Console.Error.WriteLine($"disttrain-bench: --only: unknown section '{bad}', expected compute, network, allreduce, cluster"); return 2; }
             break;
         default:
-            Console.Error.WriteLine($"disttrain-bench: unknown argument '{args[i]}'; usage: disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--data DIR] [--out FILE.json]");
+            Console.Error.WriteLine($"disttrain-bench: unknown argument '{args[i]}'; usage: disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--isa native|avx2|128] [--data DIR] [--out FILE.json]");
             return 2;
     }
 }
 void Progress(string line) => Console.Error.WriteLine($"[bench {DateTime.Now:HH:mm:ss}] {line}");
+
+// The JIT fixes the vector ISA at start-up, so a narrower one means running again with the
+// runtime's switch; everything the bench starts (worker processes, peers) inherits it.
+if (Isa.Forced(isa) is { } forced) return forced;
 
 var result = new Dictionary<string, object?>
 {
     ["machine"] = new
     {
         cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
-        dotnet = Environment.Version.ToString(), avx512 = Vector512.IsHardwareAccelerated, avx2 = Vector256.IsHardwareAccelerated,
+        dotnet = Environment.Version.ToString(), cpu = Isa.CpuModel(), isa = Isa.Current, fma = System.Runtime.Intrinsics.X86.Fma.IsSupported,
+        avx512 = Vector512.IsHardwareAccelerated, avx2 = Vector256.IsHardwareAccelerated,
+        isa_switch = Isa.ActiveSwitch(),
     },
     ["quick"] = quick,
 };
@@ -59,7 +69,7 @@ if (only.Contains("compute"))
     foreach (int t in new[] { 1, 2 })
     {
         double g = ComputeBench.PeakGflops(t, TimeSpan.FromSeconds(quick ? 0.5 : 2));
-        peak.Add(new { threads = t, gflops = Math.Round(g, 1), kernel = Vector512.IsHardwareAccelerated ? "Vector512 FMA, 12 accumulators" : "Vector256 FMA, 12 accumulators" });
+        peak.Add(new { threads = t, isa = Isa.Current, gflops = Math.Round(g, 1), kernel = Vector512.IsHardwareAccelerated ? "Vector512 FMA, 12 accumulators" : "Vector256 FMA, 12 accumulators" });
         Progress($"FMA peak, {t} thread(s): {g:F1} GFLOP/s");
     }
     result["peak_fma"] = peak;
@@ -73,7 +83,7 @@ if (only.Contains("compute"))
                 double peakT = ((dynamic)peak[t - 1]).gflops;
                 training.Add(new
                 {
-                    model = f.Model, batch = f.Batch, micro_batch = f.MicroBatch, threads = f.Threads, steps = f.Steps,
+                    model = f.Model, isa = Isa.Current, batch = f.Batch, micro_batch = f.MicroBatch, threads = f.Threads, steps = f.Steps,
                     images_per_second = f.ImagesPerSecond, gflops = f.Gflops, share_of_peak = Math.Round(f.Gflops / peakT, 3),
                     bytes_allocated_per_step = f.BytesAllocatedPerStep,
                 });
@@ -138,5 +148,11 @@ if (only.Contains("cluster"))
 
 string json = JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
 Console.WriteLine(json);
-if (outPath is not null) File.WriteAllText(outPath, json + "\n");
+if (outPath is not null)
+{
+    // Written beside and renamed, so a full disk or a kill never leaves half a report.
+    string temporary = outPath + ".tmp";
+    File.WriteAllText(temporary, json + "\n");
+    File.Move(temporary, outPath, overwrite: true);
+}
 return 0;
