@@ -31,6 +31,15 @@ bash tests/packages.sh >"$packages_log" 2>&1 &
 packages_pid=$!
 dotnet test DistTrain.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log" || status=$?
 
+# The kernels' and layers' bit-for-bit tests again on each narrower vector ISA this CPU can run (the
+# JIT fixes the ISA at start-up): 256-bit with AVX-512 off, 128-bit (FMA in software) with AVX2 off.
+# Training bits across ISAs are checked by Cluster.Tests' IsaProcessTests.
+for isa in DOTNET_EnableAVX512 DOTNET_EnableAVX2; do
+  env "$isa=0" dotnet test tests/Cnn.Core.Tests -c Release --no-build --nologo \
+    --filter "FullyQualifiedName~Kernels|FullyQualifiedName~Layers|FullyQualifiedName~FixedPoint|FullyQualifiedName~Optim" 2>&1 \
+    | sed "s/^/[$isa=0] /" | tee -a "$log" || status=$?
+done
+
 # dotnet test prints one summary per test assembly; add them up into the plain closing line.
 passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
