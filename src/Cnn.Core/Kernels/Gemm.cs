@@ -21,8 +21,8 @@ public static unsafe class Gemm
     const int ColumnBlock = 256;  // columns per parallel task in NN (a multiple of every panel width)
     const int NTRows = 4, NTCols = 8, NTChunk = 1024;
     /// Rows of an NN tile on this CPU (the widest vectors it runs): the unit of NN's row blocks.
-    static readonly int TileRows = Vector512.IsHardwareAccelerated ? V512.TileRows
-        : Vector256.IsHardwareAccelerated ? V256.TileRows : V128.TileRows;
+    static readonly int TileRows = Vector512.IsHardwareAccelerated ? RowsFor<V512, Vector512<float>, Wide512>()
+        : Vector256.IsHardwareAccelerated ? RowsFor<V256, Vector256<float>, Wide256>() : RowsFor<V128, Vector128<float>, Wide256>();
 
     /// C[m,n] = (accumulate ? C : 0) + A * B, where A[i,k] = a[i*aRowStride + k*aColStride]
     /// (so a transposed A costs nothing) and B is row-major k x n.
@@ -88,22 +88,26 @@ public static unsafe class Gemm
         fixed (float* c = cSpan)
         {
             int jEnd = j0;
-            if (Vector512.IsHardwareAccelerated) jEnd = Panels<V512, Vector512<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
-            else if (Vector256.IsHardwareAccelerated) jEnd = Panels<V256, Vector256<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
-            else if (Vector128.IsHardwareAccelerated) jEnd = Panels<V128, Vector128<float>>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            // Wide panels first (fewer broadcasts of A per multiply-add), then panels of 2 vectors.
+            if (Vector512.IsHardwareAccelerated) jEnd = Panels<V512, Vector512<float>, Wide512>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            else if (Vector256.IsHardwareAccelerated) jEnd = Panels<V256, Vector256<float>, Wide256>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            else if (Vector128.IsHardwareAccelerated) jEnd = Panels<V128, Vector128<float>, Wide256>(a, ars, acs, b, c, i0, i1, j0, j1, n, k, accumulate);
+            if (Vector512.IsHardwareAccelerated) jEnd = Panels<V512, Vector512<float>, R2>(a, ars, acs, b, c, i0, i1, jEnd, j1, n, k, accumulate);
+            else if (Vector256.IsHardwareAccelerated) jEnd = Panels<V256, Vector256<float>, R2>(a, ars, acs, b, c, i0, i1, jEnd, j1, n, k, accumulate);
+            else if (Vector128.IsHardwareAccelerated) jEnd = Panels<V128, Vector128<float>, R2>(a, ars, acs, b, c, i0, i1, jEnd, j1, n, k, accumulate);
             // Columns left over (and every column without vectors): one row at a time, the same chain per element.
             if (jEnd < j1)
                 for (int i = i0; i < i1; i++) Row1(a + (long)i * ars, acs, b, c + (long)i * n, jEnd, j1, n, k, accumulate);
         }
     }
 
-    /// Rows i0..i1 of the whole panels (2 vectors wide) of columns j0..j1, in register tiles;
+    /// Rows i0..i1 of the whole panels (TW vectors wide) of columns j0..j1, in register tiles;
     /// returns where the panels end. A panel of B is packed when many tiles read it and each read is
     /// long (k >= 32): then the copy pays for itself. Otherwise tiles read B in place, a row of tiles at a time.
-    static int Panels<TV, TVec>(float* a, int ars, int acs, float* b, float* c, int i0, int i1, int j0, int j1, int n, int k, bool acc)
-        where TV : struct, IVectorOps<TVec> where TVec : struct
+    static int Panels<TV, TVec, TW>(float* a, int ars, int acs, float* b, float* c, int i0, int i1, int j0, int j1, int n, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct where TW : struct, ICount
     {
-        int width = 2 * TV.Count, tileRows = TV.TileRows;
+        int width = TW.Count * TV.Count, tileRows = RowsFor<TV, TVec, TW>();
         int jEnd = j0 + (j1 - j0) / width * width;
         if (i1 - i0 >= 4 * tileRows && k >= 32)
         {
@@ -112,38 +116,41 @@ public static unsafe class Gemm
                 for (int j = j0; j < jEnd; j += width)
                 {
                     for (int p = 0; p < k; p++)
-                    {
-                        TV.Store(TV.Load(b + (long)p * n + j), packed + p * width);
-                        TV.Store(TV.Load(b + (long)p * n + j + TV.Count), packed + p * width + TV.Count);
-                    }
-                    TileColumn<TV, TVec>(a, ars, acs, packed, width, c + j, n, i0, i1, k, acc);
+                        for (int v = 0; v < TW.Count; v++)
+                            TV.Store(TV.Load(b + (long)p * n + j + v * TV.Count), packed + p * width + v * TV.Count);
+                    TileColumn<TV, TVec, TW>(a, ars, acs, packed, width, c + j, n, i0, i1, k, acc);
                 }
         }
         else
             for (int i = i0; i < i1; i += tileRows)
                 for (int j = j0; j < jEnd; j += width)
-                    TileColumn<TV, TVec>(a, ars, acs, b + j, n, c + j, n, i, Math.Min(i1, i + tileRows), k, acc);
+                    TileColumn<TV, TVec, TW>(a, ars, acs, b + j, n, c + j, n, i, Math.Min(i1, i + tileRows), k, acc);
         return jEnd;
     }
 
     /// Rows i0..i1 of one panel: full tiles, then one tile of the rows left.
-    static void TileColumn<TV, TVec>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int i0, int i1, int k, bool acc)
-        where TV : struct, IVectorOps<TVec> where TVec : struct
+    static void TileColumn<TV, TVec, TW>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int i0, int i1, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct where TW : struct, ICount
     {
-        int i = i0, tileRows = TV.TileRows;
+        int i = i0, tileRows = RowsFor<TV, TVec, TW>();
         for (; i + tileRows <= i1; i += tileRows)
-            if (tileRows == 8) Tile<TV, TVec, R8>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
-            else Tile<TV, TVec, R6>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc);
+            switch (tileRows)
+            {
+                case 8: Tile<TV, TVec, R8, TW>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc); break;
+                case 6: Tile<TV, TVec, R6, TW>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc); break;
+                case 4: Tile<TV, TVec, R4, TW>(a + (long)i * ars, ars, acs, b, bStride, c + (long)i * ldc, ldc, k, acc); break;
+                default: throw new InvalidOperationException($"no tile of {tileRows} rows");
+            }
         float* ai = a + (long)i * ars, ci = c + (long)i * ldc;
         switch (i1 - i)
         {
-            case 1: Tile<TV, TVec, R1>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 2: Tile<TV, TVec, R2>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 3: Tile<TV, TVec, R3>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 4: Tile<TV, TVec, R4>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 5: Tile<TV, TVec, R5>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 6: Tile<TV, TVec, R6>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
-            case 7: Tile<TV, TVec, R7>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 1: Tile<TV, TVec, R1, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 2: Tile<TV, TVec, R2, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 3: Tile<TV, TVec, R3, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 4: Tile<TV, TVec, R4, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 5: Tile<TV, TVec, R5, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 6: Tile<TV, TVec, R6, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
+            case 7: Tile<TV, TVec, R7, TW>(ai, ars, acs, b, bStride, ci, ldc, k, acc); break;
         }
     }
 
@@ -153,61 +160,79 @@ public static unsafe class Gemm
         return buffer;
     }
 
-    /// The number of rows of an NN tile, as a type so that the JIT compiles one tile kernel per row
-    /// count with the unused rows removed.
-    interface IRows { static abstract int Count { get; } }
-    struct R1 : IRows { public static int Count => 1; }
-    struct R2 : IRows { public static int Count => 2; }
-    struct R3 : IRows { public static int Count => 3; }
-    struct R4 : IRows { public static int Count => 4; }
-    struct R5 : IRows { public static int Count => 5; }
-    struct R6 : IRows { public static int Count => 6; }
-    struct R7 : IRows { public static int Count => 7; }
-    struct R8 : IRows { public static int Count => 8; }
+    /// A tile's rows or its vectors per row, as a type so that the JIT compiles one tile kernel per
+    /// shape with the unused accumulators removed.
+    interface ICount { static abstract int Count { get; } }
+    struct R1 : ICount { public static int Count => 1; }
+    struct R2 : ICount { public static int Count => 2; }
+    struct R3 : ICount { public static int Count => 3; }
+    struct R4 : ICount { public static int Count => 4; }
+    struct R5 : ICount { public static int Count => 5; }
+    struct R6 : ICount { public static int Count => 6; }
+    struct R7 : ICount { public static int Count => 7; }
+    struct R8 : ICount { public static int Count => 8; }
+    /// Vectors per row of the wide NN tiles: 4 with 32 registers (6 x 4 accumulators: one broadcast of A
+    /// per 4 multiply-adds; conv2 of mnist-cnn 70 -> 78-83 GFLOP/s), 2 with 16 (6 x 2; 4 x 3 measured no better).
+    struct Wide512 : ICount { public static int Count => 4; }
+    struct Wide256 : ICount { public static int Count => 2; }
 
-    /// C[0..R, 0..2w] (row stride ldc) = (acc ? C : 0) + A[0..R, 0..k] * B[0..k, 0..2w] for vectors
-    /// of w lanes, B's rows bStride apart. Each element is the chain c = fma(a[i,p], b[p,j], c) for
-    /// p = 0..k-1, whatever the vector width: the width only decides how many run side by side.
+    /// Rows of a tile W vectors wide: as many accumulators as the registers hold beside the W
+    /// vectors of B and the broadcast A value, at most 8.
+    static int RowsFor<TV, TVec, TW>() where TV : struct, IVectorOps<TVec> where TVec : struct where TW : struct, ICount =>
+        Math.Min(8, (TV.Registers - TW.Count - 1) / TW.Count);
+
+    /// C[0..R, 0..W*w] (row stride ldc) = (acc ? C : 0) + A[0..R, 0..k] * B[0..k, 0..W*w] for W vectors
+    /// of w lanes per row, B's rows bStride apart. Each element is the chain c = fma(a[i,p], b[p,j], c)
+    /// for p = 0..k-1, whatever the vector width or tile shape: they only decide how many run side by side.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile<TV, TVec, TR>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int k, bool acc)
-        where TV : struct, IVectorOps<TVec> where TVec : struct where TR : struct, IRows
+    static void Tile<TV, TVec, TR, TW>(float* a, int ars, int acs, float* b, int bStride, float* c, int ldc, int k, bool acc)
+        where TV : struct, IVectorOps<TVec> where TVec : struct where TR : struct, ICount where TW : struct, ICount
     {
-        int r = TR.Count, w = TV.Count;
-        TVec s0a = default, s0b = default, s1a = default, s1b = default, s2a = default, s2b = default, s3a = default, s3b = default;
-        TVec s4a = default, s4b = default, s5a = default, s5b = default, s6a = default, s6b = default, s7a = default, s7b = default;
+        int r = TR.Count, v = TW.Count, w = TV.Count;
+        TVec s00 = default, s01 = default, s02 = default, s03 = default;
+        TVec s10 = default, s11 = default, s12 = default, s13 = default;
+        TVec s20 = default, s21 = default, s22 = default, s23 = default;
+        TVec s30 = default, s31 = default, s32 = default, s33 = default;
+        TVec s40 = default, s41 = default, s42 = default, s43 = default;
+        TVec s50 = default, s51 = default, s52 = default, s53 = default;
+        TVec s60 = default, s61 = default, s62 = default, s63 = default;
+        TVec s70 = default, s71 = default, s72 = default, s73 = default;
         if (acc)
         {
-            s0a = TV.Load(c); s0b = TV.Load(c + w);
-            if (r > 1) { s1a = TV.Load(c + ldc); s1b = TV.Load(c + ldc + w); }
-            if (r > 2) { s2a = TV.Load(c + 2 * ldc); s2b = TV.Load(c + 2 * ldc + w); }
-            if (r > 3) { s3a = TV.Load(c + 3 * ldc); s3b = TV.Load(c + 3 * ldc + w); }
-            if (r > 4) { s4a = TV.Load(c + 4 * ldc); s4b = TV.Load(c + 4 * ldc + w); }
-            if (r > 5) { s5a = TV.Load(c + 5 * ldc); s5b = TV.Load(c + 5 * ldc + w); }
-            if (r > 6) { s6a = TV.Load(c + 6 * ldc); s6b = TV.Load(c + 6 * ldc + w); }
-            if (r > 7) { s7a = TV.Load(c + 7 * ldc); s7b = TV.Load(c + 7 * ldc + w); }
+            { s00 = TV.Load(c + 0 * ldc + 0 * w); if (v > 1) s01 = TV.Load(c + 0 * ldc + 1 * w); if (v > 2) s02 = TV.Load(c + 0 * ldc + 2 * w); if (v > 3) s03 = TV.Load(c + 0 * ldc + 3 * w); }
+            if (r > 1) { s10 = TV.Load(c + 1 * ldc + 0 * w); if (v > 1) s11 = TV.Load(c + 1 * ldc + 1 * w); if (v > 2) s12 = TV.Load(c + 1 * ldc + 2 * w); if (v > 3) s13 = TV.Load(c + 1 * ldc + 3 * w); }
+            if (r > 2) { s20 = TV.Load(c + 2 * ldc + 0 * w); if (v > 1) s21 = TV.Load(c + 2 * ldc + 1 * w); if (v > 2) s22 = TV.Load(c + 2 * ldc + 2 * w); if (v > 3) s23 = TV.Load(c + 2 * ldc + 3 * w); }
+            if (r > 3) { s30 = TV.Load(c + 3 * ldc + 0 * w); if (v > 1) s31 = TV.Load(c + 3 * ldc + 1 * w); if (v > 2) s32 = TV.Load(c + 3 * ldc + 2 * w); if (v > 3) s33 = TV.Load(c + 3 * ldc + 3 * w); }
+            if (r > 4) { s40 = TV.Load(c + 4 * ldc + 0 * w); if (v > 1) s41 = TV.Load(c + 4 * ldc + 1 * w); if (v > 2) s42 = TV.Load(c + 4 * ldc + 2 * w); if (v > 3) s43 = TV.Load(c + 4 * ldc + 3 * w); }
+            if (r > 5) { s50 = TV.Load(c + 5 * ldc + 0 * w); if (v > 1) s51 = TV.Load(c + 5 * ldc + 1 * w); if (v > 2) s52 = TV.Load(c + 5 * ldc + 2 * w); if (v > 3) s53 = TV.Load(c + 5 * ldc + 3 * w); }
+            if (r > 6) { s60 = TV.Load(c + 6 * ldc + 0 * w); if (v > 1) s61 = TV.Load(c + 6 * ldc + 1 * w); if (v > 2) s62 = TV.Load(c + 6 * ldc + 2 * w); if (v > 3) s63 = TV.Load(c + 6 * ldc + 3 * w); }
+            if (r > 7) { s70 = TV.Load(c + 7 * ldc + 0 * w); if (v > 1) s71 = TV.Load(c + 7 * ldc + 1 * w); if (v > 2) s72 = TV.Load(c + 7 * ldc + 2 * w); if (v > 3) s73 = TV.Load(c + 7 * ldc + 3 * w); }
         }
         float* ap = a;
         for (int p = 0; p < k; p++, b += bStride, ap += acs)
         {
             var b0 = TV.Load(b);
-            var b1 = TV.Load(b + w);
-            var x = TV.Broadcast(ap[0]); s0a = TV.Fma(x, b0, s0a); s0b = TV.Fma(x, b1, s0b);
-            if (r > 1) { x = TV.Broadcast(ap[ars]); s1a = TV.Fma(x, b0, s1a); s1b = TV.Fma(x, b1, s1b); }
-            if (r > 2) { x = TV.Broadcast(ap[2 * ars]); s2a = TV.Fma(x, b0, s2a); s2b = TV.Fma(x, b1, s2b); }
-            if (r > 3) { x = TV.Broadcast(ap[3 * ars]); s3a = TV.Fma(x, b0, s3a); s3b = TV.Fma(x, b1, s3b); }
-            if (r > 4) { x = TV.Broadcast(ap[4 * ars]); s4a = TV.Fma(x, b0, s4a); s4b = TV.Fma(x, b1, s4b); }
-            if (r > 5) { x = TV.Broadcast(ap[5 * ars]); s5a = TV.Fma(x, b0, s5a); s5b = TV.Fma(x, b1, s5b); }
-            if (r > 6) { x = TV.Broadcast(ap[6 * ars]); s6a = TV.Fma(x, b0, s6a); s6b = TV.Fma(x, b1, s6b); }
-            if (r > 7) { x = TV.Broadcast(ap[7 * ars]); s7a = TV.Fma(x, b0, s7a); s7b = TV.Fma(x, b1, s7b); }
+            var b1 = v > 1 ? TV.Load(b + 1 * w) : default;
+            var b2 = v > 2 ? TV.Load(b + 2 * w) : default;
+            var b3 = v > 3 ? TV.Load(b + 3 * w) : default;
+            TVec x;
+            { x = TV.Broadcast(ap[0 * ars]); s00 = TV.Fma(x, b0, s00); if (v > 1) s01 = TV.Fma(x, b1, s01); if (v > 2) s02 = TV.Fma(x, b2, s02); if (v > 3) s03 = TV.Fma(x, b3, s03); }
+            if (r > 1) { x = TV.Broadcast(ap[1 * ars]); s10 = TV.Fma(x, b0, s10); if (v > 1) s11 = TV.Fma(x, b1, s11); if (v > 2) s12 = TV.Fma(x, b2, s12); if (v > 3) s13 = TV.Fma(x, b3, s13); }
+            if (r > 2) { x = TV.Broadcast(ap[2 * ars]); s20 = TV.Fma(x, b0, s20); if (v > 1) s21 = TV.Fma(x, b1, s21); if (v > 2) s22 = TV.Fma(x, b2, s22); if (v > 3) s23 = TV.Fma(x, b3, s23); }
+            if (r > 3) { x = TV.Broadcast(ap[3 * ars]); s30 = TV.Fma(x, b0, s30); if (v > 1) s31 = TV.Fma(x, b1, s31); if (v > 2) s32 = TV.Fma(x, b2, s32); if (v > 3) s33 = TV.Fma(x, b3, s33); }
+            if (r > 4) { x = TV.Broadcast(ap[4 * ars]); s40 = TV.Fma(x, b0, s40); if (v > 1) s41 = TV.Fma(x, b1, s41); if (v > 2) s42 = TV.Fma(x, b2, s42); if (v > 3) s43 = TV.Fma(x, b3, s43); }
+            if (r > 5) { x = TV.Broadcast(ap[5 * ars]); s50 = TV.Fma(x, b0, s50); if (v > 1) s51 = TV.Fma(x, b1, s51); if (v > 2) s52 = TV.Fma(x, b2, s52); if (v > 3) s53 = TV.Fma(x, b3, s53); }
+            if (r > 6) { x = TV.Broadcast(ap[6 * ars]); s60 = TV.Fma(x, b0, s60); if (v > 1) s61 = TV.Fma(x, b1, s61); if (v > 2) s62 = TV.Fma(x, b2, s62); if (v > 3) s63 = TV.Fma(x, b3, s63); }
+            if (r > 7) { x = TV.Broadcast(ap[7 * ars]); s70 = TV.Fma(x, b0, s70); if (v > 1) s71 = TV.Fma(x, b1, s71); if (v > 2) s72 = TV.Fma(x, b2, s72); if (v > 3) s73 = TV.Fma(x, b3, s73); }
         }
-        TV.Store(s0a, c); TV.Store(s0b, c + w);
-        if (r > 1) { TV.Store(s1a, c + ldc); TV.Store(s1b, c + ldc + w); }
-        if (r > 2) { TV.Store(s2a, c + 2 * ldc); TV.Store(s2b, c + 2 * ldc + w); }
-        if (r > 3) { TV.Store(s3a, c + 3 * ldc); TV.Store(s3b, c + 3 * ldc + w); }
-        if (r > 4) { TV.Store(s4a, c + 4 * ldc); TV.Store(s4b, c + 4 * ldc + w); }
-        if (r > 5) { TV.Store(s5a, c + 5 * ldc); TV.Store(s5b, c + 5 * ldc + w); }
-        if (r > 6) { TV.Store(s6a, c + 6 * ldc); TV.Store(s6b, c + 6 * ldc + w); }
-        if (r > 7) { TV.Store(s7a, c + 7 * ldc); TV.Store(s7b, c + 7 * ldc + w); }
+        { TV.Store(s00, c + 0 * ldc + 0 * w); if (v > 1) TV.Store(s01, c + 0 * ldc + 1 * w); if (v > 2) TV.Store(s02, c + 0 * ldc + 2 * w); if (v > 3) TV.Store(s03, c + 0 * ldc + 3 * w); }
+        if (r > 1) { TV.Store(s10, c + 1 * ldc + 0 * w); if (v > 1) TV.Store(s11, c + 1 * ldc + 1 * w); if (v > 2) TV.Store(s12, c + 1 * ldc + 2 * w); if (v > 3) TV.Store(s13, c + 1 * ldc + 3 * w); }
+        if (r > 2) { TV.Store(s20, c + 2 * ldc + 0 * w); if (v > 1) TV.Store(s21, c + 2 * ldc + 1 * w); if (v > 2) TV.Store(s22, c + 2 * ldc + 2 * w); if (v > 3) TV.Store(s23, c + 2 * ldc + 3 * w); }
+        if (r > 3) { TV.Store(s30, c + 3 * ldc + 0 * w); if (v > 1) TV.Store(s31, c + 3 * ldc + 1 * w); if (v > 2) TV.Store(s32, c + 3 * ldc + 2 * w); if (v > 3) TV.Store(s33, c + 3 * ldc + 3 * w); }
+        if (r > 4) { TV.Store(s40, c + 4 * ldc + 0 * w); if (v > 1) TV.Store(s41, c + 4 * ldc + 1 * w); if (v > 2) TV.Store(s42, c + 4 * ldc + 2 * w); if (v > 3) TV.Store(s43, c + 4 * ldc + 3 * w); }
+        if (r > 5) { TV.Store(s50, c + 5 * ldc + 0 * w); if (v > 1) TV.Store(s51, c + 5 * ldc + 1 * w); if (v > 2) TV.Store(s52, c + 5 * ldc + 2 * w); if (v > 3) TV.Store(s53, c + 5 * ldc + 3 * w); }
+        if (r > 6) { TV.Store(s60, c + 6 * ldc + 0 * w); if (v > 1) TV.Store(s61, c + 6 * ldc + 1 * w); if (v > 2) TV.Store(s62, c + 6 * ldc + 2 * w); if (v > 3) TV.Store(s63, c + 6 * ldc + 3 * w); }
+        if (r > 7) { TV.Store(s70, c + 7 * ldc + 0 * w); if (v > 1) TV.Store(s71, c + 7 * ldc + 1 * w); if (v > 2) TV.Store(s72, c + 7 * ldc + 2 * w); if (v > 3) TV.Store(s73, c + 7 * ldc + 3 * w); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -10,9 +10,8 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 {
     /// Lanes of TVec.
     static abstract int Count { get; }
-    /// Rows of an NN tile two vectors wide: as many accumulators as the register file holds with
-    /// room for the two B vectors and the broadcast A value (32 registers for 512-bit, 16 otherwise).
-    static abstract int TileRows { get; }
+    /// Vector registers the JIT can allocate (32 with AVX-512, 16 otherwise): what bounds a tile.
+    static abstract int Registers { get; }
     static abstract TVec Load(float* p);
     static abstract void Store(TVec v, float* p);
     static abstract TVec Broadcast(float x);
@@ -23,7 +22,7 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 internal unsafe struct V512 : IVectorOps<Vector512<float>>
 {
     public static int Count => 16;
-    public static int TileRows => 8;
+    public static int Registers => 32;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
@@ -33,7 +32,7 @@ internal unsafe struct V512 : IVectorOps<Vector512<float>>
 internal unsafe struct V256 : IVectorOps<Vector256<float>>
 {
     public static int Count => 8;
-    public static int TileRows => 6;
+    public static int Registers => 16;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
@@ -43,7 +42,7 @@ internal unsafe struct V256 : IVectorOps<Vector256<float>>
 internal unsafe struct V128 : IVectorOps<Vector128<float>>
 {
     public static int Count => 4;
-    public static int TileRows => 6;
+    public static int Registers => 16;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float x) => Vector128.Create(x);
