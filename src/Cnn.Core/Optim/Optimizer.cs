@@ -76,10 +76,24 @@ public abstract class Optimizer
         if (parameters.Length != Length || gradients.Length != Length)
             throw new ArgumentException($"optimizer: expected vectors of {Length}, got {parameters.Length} and {gradients.Length}");
         Steps++;
-        Apply(parameters, gradients, learningRate);
+        Apply(parameters, gradients, learningRate, 0);
     }
 
-    protected abstract void Apply(Span<float> p, ReadOnlySpan<float> g, float lr);
+    /// One step in pieces (threads may update disjoint ranges at once): BeginStep, then ApplyRange
+    /// over ranges that cover the vector once. Every element gets the operations of Step.
+    public void BeginStep() => Steps++;
+
+    /// Updates elements [offset, offset + parameters.Length): `parameters` and `gradients` are those
+    /// ranges of the whole vectors.
+    public void ApplyRange(Span<float> parameters, ReadOnlySpan<float> gradients, float learningRate, int offset)
+    {
+        if (offset < 0 || offset + parameters.Length > Length || gradients.Length != parameters.Length)
+            throw new ArgumentException($"optimizer: range [{offset}, {offset + parameters.Length}) of {Length} with {gradients.Length} gradients");
+        Apply(parameters, gradients, learningRate, offset);
+    }
+
+    /// p and g are elements [offset, offset + p.Length) of the vectors; the state is read there too.
+    protected abstract void Apply(Span<float> p, ReadOnlySpan<float> g, float lr, int offset);
 
     public static Optimizer Create(OptimizerSettings s, int length) => s.Kind switch
     {
@@ -95,7 +109,7 @@ public sealed class Sgd(OptimizerSettings s, int length) : Optimizer(s, length)
 {
     public override IReadOnlyList<(string Name, float[] Values)> State => [];
 
-    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr, int offset)
     {
         float wd = (float)Settings.WeightDecay;
         int i = 0;
@@ -126,10 +140,10 @@ public sealed class MomentumSgd : Optimizer
 
     public override IReadOnlyList<(string Name, float[] Values)> State => [("velocity", _velocity)];
 
-    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr, int offset)
     {
         float mu = (float)Settings.Momentum, wd = (float)Settings.WeightDecay;
-        var v = _velocity;
+        var v = _velocity.AsSpan(offset, p.Length);
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
             unsafe
@@ -173,21 +187,22 @@ public sealed class Adam : Optimizer
 
     public override IReadOnlyList<(string Name, float[] Values)> State => [("m", _m), ("v", _v)];
 
-    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr)
+    protected override void Apply(Span<float> p, ReadOnlySpan<float> g, float lr, int offset)
     {
         double b1 = Settings.Beta1, b2 = Settings.Beta2;
         bool decoupled = Settings.Kind == OptimizerKind.AdamW;
         float wd = (float)Settings.WeightDecay, eps = (float)Settings.Epsilon;
         float c1 = (float)(1 - Math.Pow(b1, Steps)), c2 = (float)(1 - Math.Pow(b2, Steps));
         float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1 - b1), ob2 = (float)(1 - b2);
+        Span<float> ms = _m.AsSpan(offset, p.Length), vs = _v.AsSpan(offset, p.Length);
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
             unsafe
             {
                 fixed (float* pp = p)
                 fixed (float* gp = g)
-                fixed (float* mp = _m)
-                fixed (float* vp = _v)
+                fixed (float* mp = ms)
+                fixed (float* vp = vs)
                 {
                     Vector512<float> vlr = Vector512.Create(lr), vwd = Vector512.Create(wd), veps = Vector512.Create(eps);
                     Vector512<float> vb1 = Vector512.Create(fb1), vb2 = Vector512.Create(fb2), vob1 = Vector512.Create(ob1), vob2 = Vector512.Create(ob2);
@@ -209,9 +224,9 @@ public sealed class Adam : Optimizer
         for (; i < p.Length; i++)
         {
             float grad = decoupled ? g[i] : g[i] + wd * p[i];
-            _m[i] = fb1 * _m[i] + ob1 * grad;
-            _v[i] = fb2 * _v[i] + ob2 * grad * grad;
-            float mHat = _m[i] / c1, vHat = _v[i] / c2;
+            ms[i] = fb1 * ms[i] + ob1 * grad;
+            vs[i] = fb2 * vs[i] + ob2 * grad * grad;
+            float mHat = ms[i] / c1, vHat = vs[i] / c2;
             if (decoupled) p[i] -= lr * wd * p[i];
             p[i] -= lr * mHat / (MathF.Sqrt(vHat) + eps);
         }

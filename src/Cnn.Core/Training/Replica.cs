@@ -37,6 +37,7 @@ public sealed class Replica
     readonly int _threads;
     readonly LaneJob _job;
     readonly EvaluationJob _evaluation;
+    readonly UpdateJob _update;
     /// Layers with parameters, last first, and how many lanes have yet to finish each in the run's
     /// last micro-batches (the one that brings it to 0 adds the lanes' slices and tells the exchange).
     readonly Layer[] _parameterLayers;
@@ -85,6 +86,7 @@ public sealed class Replica
         _lanes.Add(new Lane(this, model));
         _job = new LaneJob(this);
         _evaluation = new EvaluationJob(this);
+        _update = new UpdateJob(this);
         _microStats = new BatchStats[plan.MicroBatchCount];
         _undoParameters = new float[model.ParameterCount];
         _state = optimizer.State.Select(v => v.Values).ToArray();
@@ -272,14 +274,39 @@ public sealed class Replica
         var share = _share ?? throw new InvalidOperationException($"step {Step + 1}: nothing computed to apply");
         _share = null;
         if (share.Diverged) return share;
-        FixedPointGradient.ToFloat(_sums, Model.Gradients);
-        Model.Parameters.CopyTo(_undoParameters);
-        for (int i = 0; i < _state.Length; i++) _state[i].CopyTo(_undoState[i], 0);
         _undoOptimizerSteps = Optimizer.Steps;
         _undoStep = Step;
-        Optimizer.Step(Model.Parameters, Model.Gradients, (float)_schedule.At(Step));
+        Optimizer.BeginStep();
+        _update.Run((float)_schedule.At(Step));
         Step++;
         return share;
+    }
+
+    /// The update of one step over ranges of the vectors, on the kernel threads: each element is
+    /// converted from its fixed-point total, kept for the undo and updated, exactly as in one pass.
+    sealed class UpdateJob(Replica replica) : IBlockJob
+    {
+        const int Block = 1 << 16;   // a multiple of every vector width
+        float _learningRate;
+
+        public void Run(float learningRate)
+        {
+            _learningRate = learningRate;
+            int length = replica.Model.ParameterCount;
+            Parallelism.For((length + Block - 1) / Block, 8L * length * (1 + replica._state.Length), this);
+        }
+
+        public void Run(int block)
+        {
+            var r = replica;
+            int start = block * Block, n = Math.Min(Block, r.Model.ParameterCount - start);
+            var gradients = r.Model.Gradients.AsSpan(start, n);
+            var parameters = r.Model.Parameters.AsSpan(start, n);
+            FixedPointGradient.ToFloat(r._sums.AsSpan(start, n), gradients);
+            parameters.CopyTo(r._undoParameters.AsSpan(start, n));
+            for (int i = 0; i < r._state.Length; i++) r._state[i].AsSpan(start, n).CopyTo(r._undoState[i].AsSpan(start, n));
+            r.Optimizer.ApplyRange(parameters, gradients, _learningRate, start);
+        }
     }
 
     /// Forgets the step being computed or reduced (membership changed mid-step: it is redone).
