@@ -17,7 +17,8 @@ public static class ProtocolVersion
     /// 2: StartGeneration carries the step the generation starts at (replicas ahead of it roll back).
     /// 3: workers announce a data-plane port; StartGeneration carries the ring's data endpoints.
     /// 4: StepCompleted carries XxHash128 of the parameters instead of SHA-256 (8x faster per step).
-    public const int Current = 4;
+    /// 5: JobPlan.AllReduce is the AllReduceAlgorithm enum (an integer on the wire), no longer a string.
+    public const int Current = 5;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
