@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Numerics;
 using System.Text.Json.Serialization;
 
 namespace DistTrain.Cnn.Optim;
@@ -52,9 +52,10 @@ public sealed record OptimizerSettings(
 }
 
 /// Updates ONE flat parameter vector from ONE flat gradient vector; its state is flat too, so
-/// checkpoints and the coordinator can treat it as a few named float arrays. Each update runs 16
-/// elements at a time where the CPU has 512-bit vectors and element by element for the rest;
-/// both make the same float operations in the same order (no fused multiply-add), so the same bits.
+/// checkpoints and the coordinator can treat it as a few named float arrays. Each update runs a
+/// Vector<float> at a time wherever the CPU has vectors (256 bits with AVX2 or AVX-512: the loops
+/// are bound by memory, not width) and element by element for the rest; both make the same float
+/// operations in the same order (no fused multiply-add), so the same bits.
 public abstract class Optimizer
 {
     protected Optimizer(OptimizerSettings settings, int length)
@@ -113,17 +114,17 @@ public sealed class Sgd(OptimizerSettings s, int length) : Optimizer(s, length)
     {
         float wd = (float)Settings.WeightDecay;
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
             unsafe
             {
                 fixed (float* pp = p)
                 fixed (float* gp = g)
                 {
-                    Vector512<float> vlr = Vector512.Create(lr), vwd = Vector512.Create(wd);
-                    for (; i + 16 <= p.Length; i += 16)
+                    Vector<float> vlr = new Vector<float>(lr), vwd = new Vector<float>(wd);
+                    for (; i + Vector<float>.Count <= p.Length; i += Vector<float>.Count)
                     {
-                        var x = Vector512.Load(pp + i);
-                        (x - vlr * (Vector512.Load(gp + i) + vwd * x)).Store(pp + i);
+                        var x = Vector.Load(pp + i);
+                        (x - vlr * (Vector.Load(gp + i) + vwd * x)).Store(pp + i);
                     }
                 }
             }
@@ -145,20 +146,20 @@ public sealed class MomentumSgd : Optimizer
         float mu = (float)Settings.Momentum, wd = (float)Settings.WeightDecay;
         var v = _velocity.AsSpan(offset, p.Length);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
             unsafe
             {
                 fixed (float* pp = p)
                 fixed (float* gp = g)
                 fixed (float* vp = v)
                 {
-                    Vector512<float> vlr = Vector512.Create(lr), vwd = Vector512.Create(wd), vmu = Vector512.Create(mu);
+                    Vector<float> vlr = new Vector<float>(lr), vwd = new Vector<float>(wd), vmu = new Vector<float>(mu);
                     bool nesterov = Settings.Nesterov;
-                    for (; i + 16 <= p.Length; i += 16)
+                    for (; i + Vector<float>.Count <= p.Length; i += Vector<float>.Count)
                     {
-                        var x = Vector512.Load(pp + i);
-                        var grad = Vector512.Load(gp + i) + vwd * x;
-                        var vel = vmu * Vector512.Load(vp + i) + grad;
+                        var x = Vector.Load(pp + i);
+                        var grad = Vector.Load(gp + i) + vwd * x;
+                        var vel = vmu * Vector.Load(vp + i) + grad;
                         vel.Store(vp + i);
                         (x - (nesterov ? vlr * (grad + vmu * vel) : vlr * vel)).Store(pp + i);
                     }
@@ -196,7 +197,7 @@ public sealed class Adam : Optimizer
         float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1 - b1), ob2 = (float)(1 - b2);
         Span<float> ms = _m.AsSpan(offset, p.Length), vs = _v.AsSpan(offset, p.Length);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
             unsafe
             {
                 fixed (float* pp = p)
@@ -204,20 +205,20 @@ public sealed class Adam : Optimizer
                 fixed (float* mp = ms)
                 fixed (float* vp = vs)
                 {
-                    Vector512<float> vlr = Vector512.Create(lr), vwd = Vector512.Create(wd), veps = Vector512.Create(eps);
-                    Vector512<float> vb1 = Vector512.Create(fb1), vb2 = Vector512.Create(fb2), vob1 = Vector512.Create(ob1), vob2 = Vector512.Create(ob2);
-                    Vector512<float> vc1 = Vector512.Create(c1), vc2 = Vector512.Create(c2), vlrwd = Vector512.Create(lr * wd);
-                    for (; i + 16 <= p.Length; i += 16)
+                    Vector<float> vlr = new Vector<float>(lr), vwd = new Vector<float>(wd), veps = new Vector<float>(eps);
+                    Vector<float> vb1 = new Vector<float>(fb1), vb2 = new Vector<float>(fb2), vob1 = new Vector<float>(ob1), vob2 = new Vector<float>(ob2);
+                    Vector<float> vc1 = new Vector<float>(c1), vc2 = new Vector<float>(c2), vlrwd = new Vector<float>(lr * wd);
+                    for (; i + Vector<float>.Count <= p.Length; i += Vector<float>.Count)
                     {
-                        var x = Vector512.Load(pp + i);
-                        var grad = decoupled ? Vector512.Load(gp + i) : Vector512.Load(gp + i) + vwd * x;
-                        var m = vb1 * Vector512.Load(mp + i) + vob1 * grad;
-                        var v = vb2 * Vector512.Load(vp + i) + vob2 * grad * grad;
+                        var x = Vector.Load(pp + i);
+                        var grad = decoupled ? Vector.Load(gp + i) : Vector.Load(gp + i) + vwd * x;
+                        var m = vb1 * Vector.Load(mp + i) + vob1 * grad;
+                        var v = vb2 * Vector.Load(vp + i) + vob2 * grad * grad;
                         m.Store(mp + i);
                         v.Store(vp + i);
-                        Vector512<float> mHat = m / vc1, vHat = v / vc2;
+                        Vector<float> mHat = m / vc1, vHat = v / vc2;
                         if (decoupled) x -= vlrwd * x;
-                        (x - vlr * mHat / (Vector512.Sqrt(vHat) + veps)).Store(pp + i);
+                        (x - vlr * mHat / (Vector.SquareRoot(vHat) + veps)).Store(pp + i);
                     }
                 }
             }
