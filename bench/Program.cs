@@ -63,6 +63,8 @@ var result = new Dictionary<string, object?>
     ["quick"] = quick,
 };
 
+var oneThread = new Dictionary<string, (double ImagesPerSecond, int Parameters)>();   // micro-batch 16, for the projection
+var measured = new List<NetworkBench.AllReduceFigure>();
 if (only.Contains("compute"))
 {
     var peak = new List<object>();
@@ -80,6 +82,7 @@ if (only.Contains("compute"))
             foreach (int micro in new[] { 16, 64 })
             {
                 var f = ComputeBench.Training(spec, t, 64, micro, warmup: 10, steps, data);
+                if (t == 1 && micro == 16) oneThread[f.Model] = (f.ImagesPerSecond, Model.Create(spec).ParameterCount);
                 double peakT = ((dynamic)peak[t - 1]).gflops;
                 training.Add(new
                 {
@@ -111,6 +114,7 @@ if (only.Contains("allreduce"))
             {
                 int iterations = size >= 4 << 20 ? (quick ? 3 : 8) : (quick ? 10 : 30);
                 var f = NetworkBench.AllReduce(algorithm, n, size, warmup: 3, iterations);
+                measured.Add(f);
                 figures.Add(new
                 {
                     algorithm = f.Algorithm, processes = f.Processes, payload_bytes = f.PayloadBytes, iterations = f.Iterations,
@@ -120,6 +124,32 @@ if (only.Contains("allreduce"))
                 Progress($"all-reduce {algorithm} N={n} {size >> 10} KiB: {f.LatencyMs:F1} ms, bus {f.BusGBps:F3} GB/s ({f.BusGBps * 1e9 / tcp:P0} of TCP)");
             }
     result["allreduce"] = figures;
+}
+
+if (oneThread.Count > 0 && ScalingProjection.FitRing(measured) is { } fit)
+{
+    // Weak scaling past this machine: each worker keeps a batch of 64 and the 1-thread compute measured above.
+    var presets = new List<object>();
+    foreach (var (model, (ips, parameters)) in oneThread)
+    {
+        double bytes = 8.0 * parameters;   // the int64 fixed-point sum on the wire
+        var rows = ScalingProjection.Project(ips, 64, bytes, fit);
+        var last = rows[^1];
+        double latency = 2.0 * (last.Workers - 1) * fit.AlphaSeconds, bandwidth = 2.0 * (last.Workers - 1) / last.Workers * bytes * fit.BetaSecondsPerByte;
+        string limit = latency > bandwidth
+            ? $"the per-hop latency alpha: at {last.Workers} workers the ring's latency term is {latency * 1e3:F1} ms against {bandwidth * 1e3:F1} ms of bandwidth"
+            : $"the bytes per step (beta x S): at {last.Workers} workers the ring moves {bandwidth * 1e3:F1} ms of data against {latency * 1e3:F1} ms of latency";
+        presets.Add(new { model, gradient_bytes = bytes, images_per_second_1_thread = ips, batch_per_worker = 64, rows, limit_first = limit });
+        Progress($"projection {model}: {string.Join(", ", rows.Select(r => $"N={r.Workers} {r.BestEfficiency:P0} ({r.Best})"))}; limited first by {limit}");
+    }
+    result["projection"] = new
+    {
+        model = "weak scaling; step = compute of 64 images + all-reduce of the gradient, no overlap (a bound from below); ring T = 2(N-1) alpha + 2(N-1)/N S beta, pipelined double binary tree T = 2 ceil(log2 N) alpha + 2 S beta",
+        fit = new { alpha_us = Math.Round(fit.AlphaSeconds * 1e6, 1), beta_ns_per_byte = Math.Round(fit.BetaSecondsPerByte * 1e9, 3), points = fit.Points,
+                    worst_relative_error = Math.Round(fit.WorstRelativeError, 3), source = "the ring-tcp all-reduce figures of this run (loopback between processes)" },
+        reference = "Horovod: about 90% (88%) scaling efficiency at 128 GPUs for Inception V3 and ResNet-101 (Sergeev and Del Balso, 2018)",
+        presets,
+    };
 }
 
 if (only.Contains("cluster"))
