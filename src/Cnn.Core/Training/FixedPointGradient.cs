@@ -16,6 +16,13 @@ public static unsafe class FixedPointGradient
     const double InverseScale = 1.0 / Scale;
     // |value| * 2^40 must stay below 2^62 so that adding a few thousand parts cannot overflow.
     const double MaxMagnitude = (double)(1L << 22);
+    // Without AVX-512 there is no vector conversion between double and int64. Below 2^51 in magnitude,
+    // x + 1.5 * 2^52 rounds x to the nearest integer, ties to even (the add's own rounding), and its
+    // bits minus those of 1.5 * 2^52 are that integer; and back, exactly. Larger values (|gradient|
+    // >= 2^11, or sums of them) take the scalar loop, so every element gets the scalar loop's bits.
+    const double Exact = (double)(1L << 51);
+    const double Magic = 1.5 * (1L << 52);
+    static readonly long MagicBits = BitConverter.DoubleToInt64Bits(Magic);
 
     /// sums[i] += round(values[i] * 2^40). Returns false (and leaves sums unusable) when a value is
     /// NaN, infinite or too large, which the caller treats as divergence.
@@ -38,6 +45,32 @@ public static unsafe class FixedPointGradient
                     (Vector512.Load(s + i + 8) + Vector512.ConvertToInt64(Vector512.Round(hi * scale))).Store(s + i + 8);
                 }
             }
+        else if (Vector256.IsHardwareAccelerated)
+            fixed (float* v = values)
+            fixed (long* s = sums)
+            {
+                Vector256<double> scale = Vector256.Create(Scale), exact = Vector256.Create(Exact), magic = Vector256.Create(Magic);
+                var magicBits = Vector256.Create(MagicBits);
+                for (; i + 8 <= values.Length; i += 8)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Load(v + i));
+                    lo *= scale;   // exact: a power of two
+                    hi *= scale;
+                    // NaN fails the comparison too, and goes to the scalar loop, which refuses it.
+                    if (Vector256.LessThanAll(Vector256.Abs(lo), exact) && Vector256.LessThanAll(Vector256.Abs(hi), exact))
+                    {
+                        (Vector256.Load(s + i) + ((lo + magic).AsInt64() - magicBits)).Store(s + i);
+                        (Vector256.Load(s + i + 4) + ((hi + magic).AsInt64() - magicBits)).Store(s + i + 4);
+                    }
+                    else if (!AccumulateScalar(values.Slice(i, 8), sums.Slice(i, 8))) return false;
+                }
+            }
+        return AccumulateScalar(values[i..], sums[i..]);
+    }
+
+    static bool AccumulateScalar(ReadOnlySpan<float> values, Span<long> sums)
+    {
+        int i = 0;
         for (; i < values.Length; i++)
         {
             double v = values[i];
@@ -52,6 +85,21 @@ public static unsafe class FixedPointGradient
     {
         if (dst.Length != sums.Length) throw new ArgumentException($"fixed-point: {sums.Length} sums for {dst.Length} values");
         int i = 0;
+        if (!Vector512.IsHardwareAccelerated && Vector256.IsHardwareAccelerated)
+            fixed (long* s = sums)
+            fixed (float* d = dst)
+            {
+                Vector256<double> inverse = Vector256.Create(InverseScale), magic = Vector256.Create(Magic);
+                Vector256<long> magicBits = Vector256.Create(MagicBits), above = Vector256.Create(-(1L << 51)), below = Vector256.Create(1L << 51);
+                for (; i + 8 <= sums.Length; i += 8)
+                {
+                    Vector256<long> a = Vector256.Load(s + i), b = Vector256.Load(s + i + 4);
+                    if (Vector256.GreaterThanAll(a, above) && Vector256.LessThanAll(a, below) && Vector256.GreaterThanAll(b, above) && Vector256.LessThanAll(b, below))
+                        Vector256.Narrow(((a + magicBits).AsDouble() - magic) * inverse, ((b + magicBits).AsDouble() - magic) * inverse).Store(d + i);
+                    else
+                        for (int j = i; j < i + 8; j++) dst[j] = (float)(sums[j] * InverseScale);
+                }
+            }
         if (Vector512.IsHardwareAccelerated)
             fixed (long* s = sums)
             fixed (float* d = dst)
