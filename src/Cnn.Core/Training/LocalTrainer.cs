@@ -20,8 +20,6 @@ public sealed class LocalTrainer
     public LocalTrainer(TrainingPlan plan, DatasetFolder data, TrainingCheckpoint? resume = null)
     {
         _data = data;
-        if (EpochOrder.StepsPerEpoch(data.Train.Count, Math.Max(1, plan.GlobalBatch)) == 0)
-            throw new ArgumentException($"--batch: {plan.GlobalBatch} is larger than the {data.Train.Count} training samples of {data.Name}");
         _replica = resume is null
             ? Replica.Initialized(plan, data.Train.Count, data.Train)
             : new Replica(plan, data.Train.Count, data.Train, resume.Model, resume.Optimizer!, resume.Step);

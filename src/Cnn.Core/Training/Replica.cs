@@ -66,7 +66,7 @@ public sealed class Replica
         if (plan.GlobalBatch < 1) throw new ArgumentException($"--batch: expected a positive number, got {plan.GlobalBatch}");
         if (plan.MicroBatch < 1) throw new ArgumentException($"--micro-batch: expected a positive number, got {plan.MicroBatch}");
         if (EpochOrder.StepsPerEpoch(trainCount, plan.GlobalBatch) == 0)
-            throw new ArgumentException($"--batch: {plan.GlobalBatch} is larger than the {trainCount} training samples");
+            throw new ArgumentException($"--batch: {plan.GlobalBatch} is larger than the {trainCount} training samples{(train is null ? "" : $" of {train.Name}")}");
         if (optimizer.Length != model.ParameterCount)
             throw new ArgumentException($"optimizer of {optimizer.Length} parameters for model {model.Name} of {model.ParameterCount}");
         _plan = plan;
@@ -74,7 +74,6 @@ public sealed class Replica
         Model = model;
         Optimizer = optimizer;
         Step = step;
-        TrainCount = trainCount;
         _loss = LossFunctions.Create(plan.Loss);
         _schedule = plan.CreateSchedule(trainCount);
         _samples = new StepSamples(plan, trainCount);
@@ -108,7 +107,6 @@ public sealed class Replica
     /// Updates applied so far: the next step this replica computes.
     public long Step { get; private set; }
     public long TotalSteps { get; }
-    public int TrainCount { get; }
     public int StepsPerEpoch => _samples.StepsPerEpoch;
     public int EpochOf(long step) => _samples.EpochOf(step);
     public double LearningRateAt(long step) => _schedule.At(step);
