@@ -52,11 +52,25 @@ public static class Elementwise
     /// every machine with or without vectors.
     public static float Sum(ReadOnlySpan<float> x)
     {
-        var lanes = System.Runtime.Intrinsics.Vector256<float>.Zero;
+        var lanes = Vector256<float>.Zero;
         int p = 0;
-        for (; p + 8 <= x.Length; p += 8) lanes += System.Runtime.Intrinsics.Vector256.Create(x.Slice(p, 8));
-        float r = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        for (; p + 8 <= x.Length; p += 8) lanes += Vector256.Create(x.Slice(p, 8));
+        float r = LaneTree(lanes);
         for (; p < x.Length; p++) r += x[p];
         return r;
     }
+
+    /// <see cref="Sum"/> taken in pieces: adds x (a multiple of 8 long) to the eight lanes
+    /// lanes[0..8]; <see cref="SumOfLanes"/> then gives Sum of the pieces' concatenation, bit for bit.
+    public static void AddToLanes(ReadOnlySpan<float> x, Span<float> lanes)
+    {
+        if (x.Length % 8 != 0) throw new ArgumentException($"sum lanes: a piece of {x.Length} values, expected a multiple of 8");
+        var l = Vector256.Create(lanes[..8]);
+        for (int p = 0; p < x.Length; p += 8) l += Vector256.Create(x.Slice(p, 8));
+        l.CopyTo(lanes);
+    }
+
+    public static float SumOfLanes(ReadOnlySpan<float> lanes) => LaneTree(Vector256.Create(lanes[..8]));
+
+    static float LaneTree(Vector256<float> l) => ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }

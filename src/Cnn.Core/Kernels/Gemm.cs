@@ -269,6 +269,94 @@ public static unsafe class Gemm
         (job.A, job.B, job.C) = (default, default, default);
     }
 
+    /// Floats of the lane sums <see cref="NTLanes"/> keeps for an m x n product: 8 per element, in
+    /// NT's tiles of 4 x 8 elements (partial tiles padded).
+    public static int NTLaneCount(int m, int n) => (m + NTRows - 1) / NTRows * ((n + NTCols - 1) / NTCols) * 256;
+
+    /// NT's dot products taken over k in pieces: adds columns [0, count) of A (m rows, row stride
+    /// lda) times B (n rows, row stride ldb) to the lane sums of every element of C (starting them
+    /// from zero when `first`); <see cref="NTLanesFinish"/> then writes C. Each piece must hold a
+    /// multiple of 8 columns, so that every lane continues its chain over p = l, l + 8, ...: the
+    /// pieces then give C bitwise as one <see cref="NT"/> over their concatenation. A convolution's
+    /// weight gradient takes its samples one at a time this way, each sample's columns in cache.
+    public static void NTLanes(ReadOnlyMemory<float> a, int lda, ReadOnlyMemory<float> b, int ldb, int m, int n, int count,
+                               Memory<float> lanes, bool first)
+    {
+        if (count % Lanes != 0) throw new ArgumentException($"NT lanes: a piece of {count} columns, expected a multiple of {Lanes}");
+        if (lanes.Length < NTLaneCount(m, n)) throw new ArgumentException($"NT lanes: {lanes.Length} floats for {m} x {n}, expected {NTLaneCount(m, n)}");
+        if (m == 0 || n == 0 || count == 0 && !first) return;
+        var job = t_ntLanes ??= new NTLanesJob();
+        (job.A, job.Lda, job.B, job.Ldb, job.M, job.N, job.Count, job.Lanes, job.First) = (a, lda, b, ldb, m, n, count, lanes, first);
+        Parallelism.For((n + NTCols - 1) / NTCols, (long)m * n * count, job);
+        (job.A, job.B, job.Lanes) = (default, default, default);
+    }
+
+    /// C = (accumulate ? C : 0) + the dot products whose lane sums <see cref="NTLanes"/> holds:
+    /// each one's fixed horizontal sum, as in <see cref="Dot"/> (the pieces had no tail).
+    public static void NTLanesFinish(ReadOnlySpan<float> lanes, Span<float> c, int m, int n, bool accumulate)
+    {
+        if (c.Length < m * n) throw new ArgumentException($"NT lanes: C of {c.Length} floats for {m} x {n}");
+        fixed (float* l = lanes)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    float r = HorizontalSum(Vector256.Load(l + LaneOffset(i, j, m)));
+                    c[i * n + j] = accumulate ? c[i * n + j] + r : r;
+                }
+    }
+
+    /// Where element (i, j)'s 8 lanes are: tile (i / 4, j / 8) of 256 floats, laid out as in <see cref="NTTile"/>.
+    static int LaneOffset(int i, int j, int m) =>
+        (j / NTCols * ((m + NTRows - 1) / NTRows) + i / NTRows) * 256 + (i % NTRows * 4 + j % NTCols / 2) * 16 + j % 2 * 8;
+
+    [ThreadStatic] static NTLanesJob? t_ntLanes;
+
+    sealed class NTLanesJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> A, B;
+        public Memory<float> Lanes;
+        public int Lda, Ldb, M, N, Count;
+        public bool First;
+
+        public void Run(int blk)
+        {
+            int j0 = blk * NTCols, cols = Math.Min(NTCols, N - j0);
+            bool wide = Vector512.IsHardwareAccelerated, tiles = cols == NTCols && (wide || Vector256.IsHardwareAccelerated);
+            fixed (float* a = A.Span)
+            fixed (float* b = B.Span)
+            fixed (float* l = Lanes.Span)
+                for (int i0 = 0; i0 < M; i0 += NTRows)
+                {
+                    float* tile = l + LaneOffset(i0, j0, M);
+                    float* ai = a + (long)i0 * Lda, bj = b + (long)j0 * Ldb;
+                    if (tiles && i0 + NTRows <= M)
+                    {
+                        if (wide) NTTile(ai, Lda, bj, Ldb, 0, Count, tile, First);
+                        else NTPairs(ai, Lda, bj, Ldb, 0, Count, tile, First);
+                        continue;
+                    }
+                    // A partial tile: element by element, the same lanes.
+                    for (int r = 0; r < Math.Min(NTRows, M - i0); r++)
+                        for (int col = 0; col < cols; col++)
+                            LaneDot(ai + (long)r * Lda, bj + (long)col * Ldb, Count, tile + (r * 4 + col / 2) * 16 + col % 2 * 8, First);
+                }
+        }
+    }
+
+    /// <see cref="NTPairs256"/> over the four pairs of B's rows of one 4 x 8 tile.
+    static void NTPairs(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
+    {
+        for (int pair = 0; pair < NTCols / 2; pair++) NTPairs256(a, lda, b + (long)2 * pair * ldb, ldb, p0, p1, lanes + pair * 16, fresh);
+    }
+
+    /// The 8 lanes of <see cref="Dot"/> of x and y over [0, count), added to lanes (or from zero when fresh).
+    static void LaneDot(float* x, float* y, int count, float* lanes, bool fresh)
+    {
+        var s = fresh ? Vector256<float>.Zero : Vector256.Load(lanes);
+        for (int p = 0; p < count; p += Lanes) s = Vector256.FusedMultiplyAdd(Vector256.Load(x + p), Vector256.Load(y + p), s);
+        s.Store(lanes);
+    }
+
     /// Columns j0..j1 (at most 8) of every row of C.
     static void NTBlock(ReadOnlySpan<float> aSpan, ReadOnlySpan<float> bSpan, Span<float> cSpan, int m, int j0, int j1, int n, int k, bool acc)
     {
@@ -292,8 +380,8 @@ public static unsafe class Gemm
                         {
                             int p1 = Math.Min(kv, p0 + NTChunk);
                             for (int t = 0; t < full; t += NTRows)
-                                if (wide) NTTile(a + (long)t * k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256);
-                                else for (int pair = 0; pair < NTCols / 2; pair++) NTPairs256(a + (long)t * k, b + (long)(j0 + 2 * pair) * k, k, p0, p1, l + t / NTRows * 256 + pair * 16);
+                                if (wide) NTTile(a + (long)t * k, k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256, p0 == 0);
+                                else NTPairs(a + (long)t * k, k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256, p0 == 0);
                         }
                         for (int t = 0; t < full; t += NTRows)
                             NTFinish(a + (long)t * k, b + (long)j0 * k, k, kv, l + t / NTRows * 256, c + (long)t * n + j0, n, acc);
@@ -320,10 +408,10 @@ public static unsafe class Gemm
     /// lanes[(row * 4 + pair) * 16 ..] holds (row, 2 pair) in its lower 8 floats, (row, 2 pair + 1)
     /// in its upper 8. Each lane l is the FMA chain over p = l, l + 8, ... of <see cref="Dot"/>.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void NTTile(float* a, float* b, int k, int p0, int p1, float* lanes)
+    static void NTTile(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
     {
         Vector512<float> s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33;
-        if (p0 == 0)
+        if (fresh)
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = Vector512<float>.Zero;
         else
         {
@@ -332,8 +420,8 @@ public static unsafe class Gemm
             s20 = Vector512.Load(lanes + 128); s21 = Vector512.Load(lanes + 144); s22 = Vector512.Load(lanes + 160); s23 = Vector512.Load(lanes + 176);
             s30 = Vector512.Load(lanes + 192); s31 = Vector512.Load(lanes + 208); s32 = Vector512.Load(lanes + 224); s33 = Vector512.Load(lanes + 240);
         }
-        float* a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k;
-        float* b1 = b + k, b2 = b + 2 * k, b3 = b + 3 * k, b4 = b + 4 * k, b5 = b + 5 * k, b6 = b + 6 * k, b7 = b + 7 * k;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda;
+        float* b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb, b4 = b + 4 * ldb, b5 = b + 5 * ldb, b6 = b + 6 * ldb, b7 = b + 7 * ldb;
         for (int p = p0; p < p1; p += Lanes)
         {
             var y0 = Pair(b + p, b1 + p);
@@ -372,10 +460,10 @@ public static unsafe class Gemm
     /// products of rows a[0..4] with rows b[0..2] to their lane sums, in NTTile's layout (lanes +
     /// row * 64 holds (row, b0) in its first 8 floats and (row, b1) in the next 8).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void NTPairs256(float* a, float* b, int k, int p0, int p1, float* lanes)
+    static void NTPairs256(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
     {
         Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
-        if (p0 == 0) s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
+        if (fresh) s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
         else
         {
             s00 = Vector256.Load(lanes); s01 = Vector256.Load(lanes + 8);
@@ -383,7 +471,7 @@ public static unsafe class Gemm
             s20 = Vector256.Load(lanes + 128); s21 = Vector256.Load(lanes + 136);
             s30 = Vector256.Load(lanes + 192); s31 = Vector256.Load(lanes + 200);
         }
-        float* a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k, b1 = b + k;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, b1 = b + ldb;
         for (int p = p0; p < p1; p += Lanes)
         {
             var y0 = Vector256.Load(b + p);

@@ -3,7 +3,12 @@ using DistTrain.Cnn.Kernels;
 namespace DistTrain.Cnn.Layers;
 
 /// 2-D convolution with a kernel shared over all positions: the kernel gradient is the sum of the
-/// contributions of every position it visited. Computed as im2col + one matrix product per batch.
+/// contributions of every position it visited. Computed as im2col + matrix products, one sample at
+/// a time when a sample's positions are a multiple of 8: its columns (a few hundred KB) then stay
+/// in the core's cache from the unfold to the product, instead of a batch's (megabytes) streaming
+/// through memory, and the weight gradient's dot products and the bias sums carry their 8 lanes
+/// from one sample to the next (<see cref="Gemm.NTLanes"/>), so every element gets the chain of
+/// operations of one product over the whole batch (the batch path, used for other geometries).
 /// Parameters: weight [out, in, k, k], then bias [out].
 public sealed class Conv2D : Layer
 {
@@ -45,15 +50,26 @@ public sealed class Conv2D : Layer
     }
 
     Tensor? _input, _output, _gradInput;
-    float[] _col = [], _channelMajor = [], _gradCol = [];
+    float[] _col = [], _channelMajor = [], _gradCol = [], _lanes = [], _biasLanes = [];
+
+    /// Which way the products are cut: by sample where the lanes allow it, else over the batch.
+    internal ConvSchedule Schedule { get; set; } = ConvSchedule.Auto;
+
+    bool BySample(ConvGeometry g) => Schedule switch
+    {
+        ConvSchedule.Batch => false,
+        ConvSchedule.BySample when g.Positions % 8 != 0 => throw new InvalidOperationException($"{g.Positions} positions: not a multiple of 8, no per-sample schedule"),
+        _ => g.Positions % 8 == 0,
+    };
 
     public override Tensor Forward(Tensor input, in BatchContext context)
     {
         var g = Geometry;
         int n = input.N, positions = g.Positions, columns = n * positions, patch = g.PatchSize;
         _input = input;
-        EnsureScratch(columns, patch);
         var output = Tensor.Ensure(ref _output, OutputShape, n);
+        if (BySample(g)) return ForwardBySample(input, output, g);
+        EnsureScratch(columns, patch);
 
         Im2Col.Unfold(input.Memory, n, g, _col.AsMemory(0, patch * columns));
         // out[co, (n,p)] = W[co, :] . col[:, (n,p)]
@@ -72,9 +88,64 @@ public sealed class Conv2D : Layer
         return output;
     }
 
+    /// out[s][co, p] = W[co, :] . col_s[:, p] + bias[co], written straight into the sample's output.
+    Tensor ForwardBySample(Tensor input, Tensor output, ConvGeometry g)
+    {
+        int positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
+        int inSize = InputShape.Size, outSize = OutChannels * positions;
+        EnsureScratch(positions, patch);
+        var col = _col.AsMemory(0, patch * positions);
+        ReadOnlySpan<float> bias = Parameters[weights..];
+        for (int s = 0; s < input.N; s++)
+        {
+            Im2Col.Unfold(input.Memory.Slice(s * inSize, inSize), 1, g, col);
+            var dst = output.Memory.Slice(s * outSize, outSize);
+            Gemm.NN(ParameterMemory[..weights], patch, 1, col, dst, OutChannels, positions, patch, accumulate: false);
+            for (int co = 0; co < OutChannels; co++)
+            {
+                var row = dst.Span.Slice(co * positions, positions);
+                Elementwise.AddScalar(row, bias[co], row);
+            }
+        }
+        return output;
+    }
+
+    /// The batch path's sums, one sample at a time: the bias and weight gradients' lanes carried
+    /// across samples (the unfold redone from the kept input, cheaper than keeping the batch's
+    /// columns), each sample's input gradient folded from its own columns.
+    Tensor BackwardBySample(Tensor gradOutput, ConvGeometry g)
+    {
+        int n = gradOutput.N, positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
+        int inSize = InputShape.Size, outSize = OutChannels * positions;
+        EnsureScratch(positions, patch);
+        if (_lanes.Length < Gemm.NTLaneCount(OutChannels, patch)) _lanes = new float[Gemm.NTLaneCount(OutChannels, patch)];
+        if (_biasLanes.Length < 8 * OutChannels) _biasLanes = new float[8 * OutChannels];
+        Array.Clear(_biasLanes);
+        var col = _col.AsMemory(0, patch * positions);
+        var gradCol = _gradCol.AsMemory(0, patch * positions);
+        var gradInput = Tensor.Ensure(ref _gradInput, InputShape, n);
+        var input = _input ?? throw new InvalidOperationException("backward before forward");
+        for (int s = 0; s < n; s++)
+        {
+            var gradOut = gradOutput.Memory.Slice(s * outSize, outSize);
+            for (int co = 0; co < OutChannels; co++)
+                Elementwise.AddToLanes(gradOut.Span.Slice(co * positions, positions), _biasLanes.AsSpan(8 * co, 8));
+            Im2Col.Unfold(input.Memory.Slice(s * inSize, inSize), 1, g, col);
+            Gemm.NTLanes(gradOut, positions, col, positions, OutChannels, patch, positions, _lanes, first: s == 0);
+            if (!ComputeInputGradient) continue;
+            Gemm.NN(ParameterMemory[..weights], 1, patch, gradOut, gradCol, patch, positions, OutChannels, accumulate: false);
+            Im2Col.Fold(gradCol, 1, g, gradInput.Memory.Slice(s * inSize, inSize));
+        }
+        Span<float> gradBias = Gradients[weights..];
+        for (int co = 0; co < OutChannels; co++) gradBias[co] += Elementwise.SumOfLanes(_biasLanes.AsSpan(8 * co, 8));
+        if (n > 0) Gemm.NTLanesFinish(_lanes, Gradients[..weights], OutChannels, patch, accumulate: true);
+        return gradInput;
+    }
+
     public override Tensor Backward(Tensor gradOutput)
     {
         var g = Geometry;
+        if (BySample(g)) return BackwardBySample(gradOutput, g);
         int n = gradOutput.N, positions = g.Positions, columns = n * positions, patch = g.PatchSize;
         int weights = OutChannels * patch;
 
@@ -108,3 +179,6 @@ public sealed class Conv2D : Layer
         if (_channelMajor.Length < OutChannels * columns) _channelMajor = new float[OutChannels * columns];
     }
 }
+
+/// How <see cref="Conv2D"/> cuts its products (tests pin one to compare the two).
+internal enum ConvSchedule { Auto, Batch, BySample }

@@ -125,3 +125,51 @@ public class ConvAgainstDirectLoopTests
                     }
     }
 }
+
+/// The per-sample schedule (each sample's columns in cache, lanes carried between samples) against
+/// the batch schedule (one product over the batch's columns): the same bits for the output, the
+/// weight and bias gradients and the input gradient, on whichever vector path the CPU runs.
+public class ConvScheduleTests
+{
+    [Theory]
+    [InlineData(32, 14, 14, 64, 3, 1, 0, 5)]    // mnist-cnn's conv2 on a smaller plane: 144 positions, 64 x 288 weights
+    [InlineData(3, 4, 6, 6, 3, 1, 1, 3)]        // 24 positions; 6 filters: a partial row tile; patch 27: a partial column tile
+    [InlineData(1, 28, 28, 6, 5, 1, 2, 4)]      // lenet5's conv1: 784 positions, patch 25
+    [InlineData(32, 10, 10, 64, 3, 1, 0, 3)]    // 64 positions, 64 x 288 weights: whole tiles only
+    [InlineData(2, 9, 9, 5, 2, 2, 1, 2)]        // stride 2, padding: 25 positions (the batch path)
+    public void Per_sample_and_batch_schedules_give_the_same_bits(int inC, int h, int w, int outC, int k, int stride, int pad, int n)
+    {
+        var shape = new SampleShape(inC, h, w);
+        var rng = new DeterministicRandom(11);
+        var x = new Tensor(shape, n);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextFloat() * 2 - 1;
+        (float[] Output, float[] Gradients, float[] InputGradient) Run(ConvSchedule schedule)
+        {
+            var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
+            model.Initialize(3);
+            var conv = (Conv2D)model.Layers[0];
+            conv.Schedule = schedule;
+            conv.ComputeInputGradient = true;
+            var y = conv.Forward(x, BatchContext.Inference);
+            var gradOut = new Tensor(conv.OutputShape, n);
+            var r = new DeterministicRandom(12);
+            for (int i = 0; i < gradOut.Length; i++) gradOut.Span[i] = r.NextFloat() - 0.5f;
+            model.Gradients.AsSpan().Fill(0.25f);   // backward adds into what earlier micro-batches left
+            var gradIn = conv.Backward(gradOut);
+            return (y.Span.ToArray(), model.Gradients.ToArray(), gradIn.Span.ToArray());
+        }
+        var batch = Run(ConvSchedule.Batch);
+        bool bySample = new DistTrain.Cnn.Kernels.ConvGeometry(inC, h, w, k, stride, pad).Positions % 8 == 0;
+        var other = Run(bySample ? ConvSchedule.BySample : ConvSchedule.Auto);
+        AssertBits(batch.Output, other.Output, "output");
+        AssertBits(batch.Gradients, other.Gradients, "parameter gradients");
+        AssertBits(batch.InputGradient, other.InputGradient, "input gradient");
+    }
+
+    static void AssertBits(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]), $"{what}[{i}]: {expected[i]:R} vs {actual[i]:R}");
+    }
+}
