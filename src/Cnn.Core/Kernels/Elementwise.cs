@@ -61,7 +61,8 @@ public static class Elementwise
     }
 
     /// <see cref="Sum"/> taken in pieces: adds x (a multiple of 8 long) to the eight lanes
-    /// lanes[0..8]; <see cref="SumOfLanes"/> then gives Sum of the pieces' concatenation, bit for bit.
+    /// lanes[0..8]; <see cref="SumOfLanes"/> with the tail of the last piece then gives Sum of the
+    /// pieces' concatenation, bit for bit.
     public static void AddToLanes(ReadOnlySpan<float> x, Span<float> lanes)
     {
         if (x.Length % 8 != 0) throw new ArgumentException($"sum lanes: a piece of {x.Length} values, expected a multiple of 8");
@@ -70,7 +71,12 @@ public static class Elementwise
         l.CopyTo(lanes);
     }
 
-    public static float SumOfLanes(ReadOnlySpan<float> lanes) => LaneTree(Vector256.Create(lanes[..8]));
+    public static float SumOfLanes(ReadOnlySpan<float> lanes, ReadOnlySpan<float> tail)
+    {
+        float r = LaneTree(Vector256.Create(lanes[..8]));
+        foreach (float x in tail) r += x;
+        return r;
+    }
 
     static float LaneTree(Vector256<float> l) => ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }

@@ -291,16 +291,23 @@ public static unsafe class Gemm
         (job.A, job.B, job.Lanes) = (default, default, default);
     }
 
-    /// C = (accumulate ? C : 0) + the dot products whose lane sums <see cref="NTLanes"/> holds:
-    /// each one's fixed horizontal sum, as in <see cref="Dot"/> (the pieces had no tail).
-    public static void NTLanesFinish(ReadOnlySpan<float> lanes, Span<float> c, int m, int n, bool accumulate)
+    /// C = (accumulate ? C : 0) + the dot products whose lane sums <see cref="NTLanes"/> holds, with
+    /// the tail of the last piece (columns [0, tail) of tailA and tailB, row strides lda and ldb):
+    /// each one's fixed horizontal sum, then the tail, as in <see cref="Dot"/>.
+    public static void NTLanesFinish(ReadOnlySpan<float> lanes, Span<float> c, int m, int n, bool accumulate,
+                                     ReadOnlySpan<float> tailA = default, int lda = 0, ReadOnlySpan<float> tailB = default, int ldb = 0, int tail = 0)
     {
         if (c.Length < m * n) throw new ArgumentException($"NT lanes: C of {c.Length} floats for {m} x {n}");
+        if (tail < 0 || tail >= Lanes || tail > 0 && (tailA.Length < (m - 1) * lda + tail || tailB.Length < (n - 1) * ldb + tail))
+            throw new ArgumentException($"NT lanes: a tail of {tail} columns, expected 0..7 within both operands");
         fixed (float* l = lanes)
+        fixed (float* ta = tailA)
+        fixed (float* tb = tailB)
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
                 {
                     float r = HorizontalSum(Vector256.Load(l + LaneOffset(i, j, m)));
+                    for (int p = 0; p < tail; p++) r = MathF.FusedMultiplyAdd(ta[(long)i * lda + p], tb[(long)j * ldb + p], r);
                     c[i * n + j] = accumulate ? c[i * n + j] + r : r;
                 }
     }
@@ -335,10 +342,14 @@ public static unsafe class Gemm
                         else NTPairs(ai, Lda, bj, Ldb, 0, Count, tile, First);
                         continue;
                     }
-                    // A partial tile: element by element, the same lanes.
+                    // A partial tile: row by row, four columns at a time (their lanes lie side by side), the same lanes.
                     for (int r = 0; r < Math.Min(NTRows, M - i0); r++)
-                        for (int col = 0; col < cols; col++)
-                            LaneDot(ai + (long)r * Lda, bj + (long)col * Ldb, Count, tile + (r * 4 + col / 2) * 16 + col % 2 * 8, First);
+                    {
+                        float* ar = ai + (long)r * Lda, lr = tile + r * 4 * 16;
+                        int col = 0;
+                        for (; col + 4 <= cols; col += 4) LaneDot4(ar, bj + (long)col * Ldb, Ldb, Count, lr + col * 8, First);
+                        for (; col < cols; col++) LaneDot(ar, bj + (long)col * Ldb, Count, lr + col * 8, First);
+                    }
                 }
         }
     }
@@ -347,6 +358,24 @@ public static unsafe class Gemm
     static void NTPairs(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
     {
         for (int pair = 0; pair < NTCols / 2; pair++) NTPairs256(a, lda, b + (long)2 * pair * ldb, ldb, p0, p1, lanes + pair * 16, fresh);
+    }
+
+    /// <see cref="LaneDot"/> of x with rows y, y + ldb, y + 2 ldb, y + 3 ldb, whose lanes follow one another from `lanes`.
+    static void LaneDot4(float* x, float* y, int ldb, int count, float* lanes, bool fresh)
+    {
+        float* y1 = y + ldb, y2 = y + 2 * ldb, y3 = y + 3 * ldb;
+        Vector256<float> s0, s1, s2, s3;
+        if (fresh) s0 = s1 = s2 = s3 = Vector256<float>.Zero;
+        else { s0 = Vector256.Load(lanes); s1 = Vector256.Load(lanes + 8); s2 = Vector256.Load(lanes + 16); s3 = Vector256.Load(lanes + 24); }
+        for (int p = 0; p < count; p += Lanes)
+        {
+            var xv = Vector256.Load(x + p);
+            s0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y + p), s0);
+            s1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y1 + p), s1);
+            s2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y2 + p), s2);
+            s3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y3 + p), s3);
+        }
+        s0.Store(lanes); s1.Store(lanes + 8); s2.Store(lanes + 16); s3.Store(lanes + 24);
     }
 
     /// The 8 lanes of <see cref="Dot"/> of x and y over [0, count), added to lanes (or from zero when fresh).

@@ -1,3 +1,4 @@
+using DistTrain.Cnn.Kernels;
 using DistTrain.Cnn.Layers;
 using DistTrain.Cnn.Models;
 
@@ -126,29 +127,31 @@ public class ConvAgainstDirectLoopTests
     }
 }
 
-/// The per-sample schedule (each sample's columns in cache, lanes carried between samples) against
-/// the batch schedule (one product over the batch's columns): the same bits for the output, the
-/// weight and bias gradients and the input gradient, on whichever vector path the CPU runs.
-public class ConvScheduleTests
+/// Groups of samples (each group's columns in cache, the dot products' lanes carried between
+/// groups) against the convolution as one product over the whole batch, written here with the
+/// kernels (one unfold, Gemm.NN, Gemm.NT, Elementwise.Sum, one fold): the same bits for the
+/// output, the weight and bias gradients and the input gradient, on whichever vector path runs.
+public class ConvGroupingTests
 {
     [Theory]
-    [InlineData(32, 14, 14, 64, 3, 1, 0, 5)]    // mnist-cnn's conv2 on a smaller plane: 144 positions, 64 x 288 weights
-    [InlineData(3, 4, 6, 6, 3, 1, 1, 3)]        // 24 positions; 6 filters: a partial row tile; patch 27: a partial column tile
-    [InlineData(1, 28, 28, 6, 5, 1, 2, 4)]      // lenet5's conv1: 784 positions, patch 25
-    [InlineData(32, 10, 10, 64, 3, 1, 0, 3)]    // 64 positions, 64 x 288 weights: whole tiles only
-    [InlineData(2, 9, 9, 5, 2, 2, 1, 2)]        // stride 2, padding: 25 positions (the batch path)
-    public void Per_sample_and_batch_schedules_give_the_same_bits(int inC, int h, int w, int outC, int k, int stride, int pad, int n)
+    [InlineData(32, 14, 14, 64, 3, 1, 0, 5, 1)]    // mnist-cnn's conv2 on a smaller plane: 144 positions, 64 x 288 weights
+    [InlineData(3, 4, 6, 6, 3, 1, 1, 3, 1)]        // 24 positions; 6 filters: a partial row tile; patch 27: a partial column tile
+    [InlineData(1, 28, 28, 6, 5, 1, 2, 4, 3)]      // lenet5's conv1: 784 positions, patch 25; a last group of 1
+    [InlineData(6, 14, 14, 16, 5, 1, 0, 5, 2)]     // lenet5's conv2: 100 positions, pairs of samples, a last group of 1 with a tail of 4
+    [InlineData(2, 9, 9, 5, 2, 2, 1, 7, 8)]        // stride 2, padding: 25 positions, groups of 8 samples, so one group of 7 with a tail
+    [InlineData(3, 5, 7, 4, 3, 1, 1, 9, 8)]        // 35 positions: one group of 8 and a last of 1 with a tail of 3
+    public void Groups_of_samples_give_the_bits_of_one_product_over_the_batch(int inC, int h, int w, int outC, int k, int stride, int pad, int n, int group)
     {
         var shape = new SampleShape(inC, h, w);
         var rng = new DeterministicRandom(11);
         var x = new Tensor(shape, n);
         for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextFloat() * 2 - 1;
-        (float[] Output, float[] Gradients, float[] InputGradient) Run(ConvSchedule schedule)
+        (float[] Output, float[] Gradients, float[] InputGradient) Run(int? samples)
         {
             var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
             model.Initialize(3);
             var conv = (Conv2D)model.Layers[0];
-            conv.Schedule = schedule;
+            conv.GroupSamples = samples;
             conv.ComputeInputGradient = true;
             var y = conv.Forward(x, BatchContext.Inference);
             var gradOut = new Tensor(conv.OutputShape, n);
@@ -158,12 +161,50 @@ public class ConvScheduleTests
             var gradIn = conv.Backward(gradOut);
             return (y.Span.ToArray(), model.Gradients.ToArray(), gradIn.Span.ToArray());
         }
-        var batch = Run(ConvSchedule.Batch);
-        bool bySample = new DistTrain.Cnn.Kernels.ConvGeometry(inC, h, w, k, stride, pad).Positions % 8 == 0;
-        var other = Run(bySample ? ConvSchedule.BySample : ConvSchedule.Auto);
-        AssertBits(batch.Output, other.Output, "output");
-        AssertBits(batch.Gradients, other.Gradients, "parameter gradients");
-        AssertBits(batch.InputGradient, other.InputGradient, "input gradient");
+        var batch = OneProduct(inC, h, w, outC, k, stride, pad, n, x);
+        foreach (int? samples in new int?[] { group, n, null })
+        {
+            var grouped = Run(samples);
+            string name = $"groups of {samples?.ToString() ?? "auto"}";
+            AssertBits(batch.Output, grouped.Output, $"{name}: output");
+            AssertBits(batch.Gradients, grouped.Gradients, $"{name}: parameter gradients");
+            AssertBits(batch.InputGradient, grouped.InputGradient, $"{name}: input gradient");
+        }
+    }
+
+    /// The batch as one product: what the layer computed before it took samples in groups.
+    static (float[] Output, float[] Gradients, float[] InputGradient) OneProduct(int inC, int h, int w, int outC, int k, int stride, int pad, int n, Tensor x)
+    {
+        var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
+        model.Initialize(3);
+        var g = new ConvGeometry(inC, h, w, k, stride, pad);
+        int positions = g.Positions, columns = n * positions, patch = g.PatchSize, weights = outC * patch;
+        var col = new float[patch * columns];
+        Im2Col.Unfold(x.Memory, n, g, col);
+        var product = new float[outC * columns];
+        Gemm.NN(model.Parameters.AsMemory(0, weights), patch, 1, col, product, outC, columns, patch, accumulate: false);
+        var output = new float[n * outC * positions];
+        for (int s = 0; s < n; s++)
+            for (int co = 0; co < outC; co++)
+                for (int p = 0; p < positions; p++)
+                    output[(s * outC + co) * positions + p] = product[co * columns + s * positions + p] + model.Parameters[weights + co];
+
+        var gradOut = new float[n * outC * positions];
+        var r = new DeterministicRandom(12);
+        for (int i = 0; i < gradOut.Length; i++) gradOut[i] = r.NextFloat() - 0.5f;
+        var gradients = new float[model.ParameterCount];
+        gradients.AsSpan().Fill(0.25f);
+        var channelMajor = new float[outC * columns];
+        for (int s = 0; s < n; s++)
+            for (int co = 0; co < outC; co++)
+                Array.Copy(gradOut, (s * outC + co) * positions, channelMajor, co * columns + s * positions, positions);
+        for (int co = 0; co < outC; co++) gradients[weights + co] += Elementwise.Sum(channelMajor.AsSpan(co * columns, columns));
+        Gemm.NT(channelMajor, col, gradients.AsMemory(0, weights), outC, patch, columns, accumulate: true);
+        var gradCol = new float[patch * columns];
+        Gemm.NN(model.Parameters.AsMemory(0, weights), 1, patch, channelMajor, gradCol, patch, columns, outC, accumulate: false);
+        var gradInput = new float[x.Length];
+        Im2Col.Fold(gradCol, n, g, gradInput);
+        return (output, gradients, gradInput);
     }
 
     static void AssertBits(float[] expected, float[] actual, string what)
