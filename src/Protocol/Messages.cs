@@ -18,7 +18,8 @@ public static class ProtocolVersion
     /// 3: workers announce a data-plane port; StartGeneration carries the ring's data endpoints.
     /// 4: StepCompleted carries XxHash128 of the parameters instead of SHA-256 (8x faster per step).
     /// 5: JobPlan.AllReduce is the AllReduceAlgorithm enum (an integer on the wire), no longer a string.
-    public const int Current = 5;
+    /// 6: gradient chunks carry the sums in GradientCodec's encoding instead of raw int64s.
+    public const int Current = 6;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ public sealed record RunStep(
 public readonly record struct ChunkHeader(int Generation, long Step, int Round, int Segment, int Part, int Parts);
 
 /// worker -> worker (ring) or worker <-> coordinator (star): one part of a segment of the
-/// fixed-point gradient sum, as little-endian int64 bytes (exactly the part's values).
+/// fixed-point gradient sum, exactly the part's values in <see cref="GradientCodec"/>'s encoding.
 [MessagePackObject]
 public sealed record GradientChunk(
     [property: Key(0)] int Generation,

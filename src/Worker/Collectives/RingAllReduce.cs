@@ -48,7 +48,7 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
         _held.Clear();
         if (size == 1) return;
         int longest = (int)((sums.LongLength + size - 1) / size);
-        _parts = Payload.Parts(longest, 8);
+        _parts = GradientCodec.Parts(longest);
         _applied = new bool[Rounds * _parts];
         _appliedCount = 0;
         _sentFirst = new bool[_parts];
@@ -85,9 +85,6 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
             throw new InvalidChunkException($"chunk of segment {chunk.Segment} in round {chunk.Round}, expecting segment {ReceiveSegment(chunk.Round)}");
         if (chunk.Parts != _parts || (uint)chunk.Part >= (uint)_parts)
             throw new InvalidChunkException($"chunk part {chunk.Part} of {chunk.Parts}, expecting parts of {_parts}");
-        var (start, length) = Segment(chunk.Segment);
-        var (_, n) = Payload.Part(start, length, chunk.Part, _parts);
-        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
         if (_applied[chunk.Round * _parts + chunk.Part]) throw new InvalidChunkException($"duplicate chunk part {chunk.Part} of round {chunk.Round}");
         Apply(chunk, payload);
         return _appliedCount == _applied.Length;
@@ -111,7 +108,7 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
     {
         var (start, length) = Segment(c.Segment);
         var (s, n) = Payload.Part(start, length, c.Part, _parts);
-        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
+        ChunkPayload.Apply(c, payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
         _applied[c.Round * _parts + c.Part] = true;
         _appliedCount++;
         // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)),

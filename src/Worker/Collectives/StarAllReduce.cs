@@ -18,7 +18,7 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
     {
         _sums = sums;
         _step = step;
-        _received = new bool[Payload.Parts(sums.Length, 8)];
+        _received = new bool[GradientCodec.Parts(sums.Length)];
         _count = 0;
         _sent = false;
     }
@@ -32,7 +32,7 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
         for (int p = 0; p < parts; p++)
         {
             var (s, n) = Payload.Part(0, _sums.Length, p, parts);
-            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, Payload.FromLongs(_sums.AsSpan(s, n))));
+            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, GradientCodec.Encode(_sums.AsSpan(s, n))));
         }
         return false;
     }
@@ -43,8 +43,7 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
             || (uint)c.Part >= (uint)c.Parts || _received[c.Part])
             throw new InvalidChunkException($"unexpected star chunk (generation {c.Generation}, step {c.Step}, round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, _sums.Length, c.Part, c.Parts);
-        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: false);
+        ChunkPayload.Apply(c, payload, _sums.AsSpan(s, n), add: false);
         _received[c.Part] = true;
         return ++_count == _received.Length;
     }
