@@ -29,6 +29,8 @@ public class AllReduceTests
     /// A chunk in flight to a rank: an exact message's payload, or a lease on a pooled buffer.
     sealed record Delivery(ChunkHeader Header, byte[]? Exact, ChunkLease? Lease)
     {
+        public int Bytes => Exact?.Length ?? Lease!.Length;
+
         /// Handles it, then gives a lease back at once, as the worker does.
         public bool To(IAllReduce rank)
         {
@@ -40,8 +42,11 @@ public class AllReduceTests
     /// The transport to one rank: exact messages, or with `buffers` leases as the data plane sends.
     sealed class Mailbox(List<Delivery> queue, ChunkBuffers? buffers) : IChunkSink
     {
-        public void Send(ChunkHeader header, ReadOnlySpan<long> values) =>
+        public int Send(ChunkHeader header, ReadOnlySpan<long> values)
+        {
             queue.Add(buffers is null ? new(header, GradientCodec.Encode(values), null) : new(header, null, ChunkLease.Of(buffers, header, values)));
+            return queue[^1].Bytes;
+        }
     }
 
     /// Runs a ring of n ranks to completion. Each rank's incoming chunks wait in a list; the next
@@ -60,6 +65,7 @@ public class AllReduceTests
         var done = new bool[n];
         for (int r = 0; r < n; r++) done[r] = rings[r].Start(11, sums[r]);
         var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
+        var received = new long[n];   // payload bytes delivered to each rank, sent by its predecessor
         while (waiting.Any(q => q.Count > 0))
         {
             var candidates = Enumerable.Range(0, n).Where(r => waiting[r].Count > 0).ToArray();
@@ -68,10 +74,12 @@ public class AllReduceTests
             var chunk = waiting[r][pick];
             waiting[r].RemoveAt(pick);
             Assert.False(done[r], $"rank {r} got a chunk after completing");
+            received[r] += chunk.Bytes;
             done[r] = chunk.To(rings[r]);
         }
         Assert.All(done, Assert.True);
         if (buffers is not null) Assert.Equal(buffers.Rented, buffers.Returned);
+        for (int r = 0; r < n; r++) Assert.Equal(received[(r + 1) % n], rings[r].SentBytes);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
     }
 
@@ -91,7 +99,14 @@ public class AllReduceTests
         var reducer = new DistTrain.Coordinator.Cluster.StarReducer(length, n);
         for (int r = 0; r < n; r++) Assert.False(stars[r].Start(2, sums[r]));
         IReadOnlyList<GradientChunk>? total = null;
-        while (toCoordinator.Count > 0) { var (from, c) = toCoordinator.Dequeue(); total = reducer.Add($"w{from}", c) ?? total; }
+        var sent = new long[n];
+        while (toCoordinator.Count > 0)
+        {
+            var (from, c) = toCoordinator.Dequeue();
+            sent[from] += c.Payload.Length;
+            total = reducer.Add($"w{from}", c) ?? total;
+        }
+        Assert.Equal(sent, stars.Select(s => s.SentBytes));
         Assert.NotNull(total);
         for (int r = 0; r < n; r++)
         {

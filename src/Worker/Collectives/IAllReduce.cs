@@ -20,6 +20,10 @@ public interface IAllReduce : IGradientExchange
     /// for a chunk that does not fit or does not decode, which is never applied. The payload is read
     /// during the call only: its owner may reuse it after.
     bool Handle(ChunkHeader header, ReadOnlySpan<byte> payload);
+
+    /// The payload bytes this rank has sent since Begin (its chunks' encoded values; frame headers
+    /// and message envelopes not counted), for the step's report.
+    long SentBytes { get; }
 }
 
 public static class AllReduceMessages

@@ -7,12 +7,18 @@ namespace DistTrain.Worker.Collectives;
 /// plane), so a collective never knows about buffers.
 public interface IChunkSink
 {
-    /// `values` are valid only during the call: a sink that keeps them copies them.
-    void Send(ChunkHeader header, ReadOnlySpan<long> values);
+    /// `values` are valid only during the call: a sink that keeps them copies them. Returns the
+    /// bytes of their encoding, what the chunk's payload weighs on the wire.
+    int Send(ChunkHeader header, ReadOnlySpan<long> values);
 }
 
 /// Each chunk as an exact <see cref="GradientChunk"/> message (over Akka.Remote, or into a test's list).
 public sealed class MessageSink(Action<GradientChunk> send) : IChunkSink
 {
-    public void Send(ChunkHeader header, ReadOnlySpan<long> values) => send(GradientChunk.Of(header, GradientCodec.Encode(values)));
+    public int Send(ChunkHeader header, ReadOnlySpan<long> values)
+    {
+        var payload = GradientCodec.Encode(values);
+        send(GradientChunk.Of(header, payload));
+        return payload.Length;
+    }
 }

@@ -38,6 +38,8 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
     bool[] _sentFirst = []; // round 0, by part
     readonly List<(int Round, int Part)> _held = [];   // parts to pass on once they are ready
 
+    public long SentBytes { get; private set; }
+
     int Rounds => 2 * (size - 1);
 
     public void Begin(long step, long[] sums)
@@ -46,6 +48,7 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
         _step = step;
         _readyFrom = sums.Length;
         _held.Clear();
+        SentBytes = 0;
         if (size == 1) return;
         int longest = (int)((sums.LongLength + size - 1) / size);
         _parts = GradientCodec.Parts(longest);
@@ -101,7 +104,7 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
         int segment = SendSegment(round);
         var (start, length) = Segment(segment);
         var (s, n) = Payload.Part(start, length, part, _parts);
-        next.Send(new ChunkHeader(_generation, _step, round, segment, part, _parts), _sums.AsSpan(s, n));
+        SentBytes += next.Send(new ChunkHeader(_generation, _step, round, segment, part, _parts), _sums.AsSpan(s, n));
     }
 
     void Apply(ChunkHeader c, ReadOnlySpan<byte> payload)

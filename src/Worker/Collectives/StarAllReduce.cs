@@ -14,6 +14,8 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
 
     bool _sent;
 
+    public long SentBytes { get; private set; }
+
     public void Begin(long step, long[] sums)
     {
         _sums = sums;
@@ -21,6 +23,7 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
         _received = new bool[GradientCodec.Parts(sums.Length)];
         _count = 0;
         _sent = false;
+        SentBytes = 0;
     }
 
     /// The star sends the whole sum at once, when all of it is ready.
@@ -32,7 +35,9 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
         for (int p = 0; p < parts; p++)
         {
             var (s, n) = Payload.Part(0, _sums.Length, p, parts);
-            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, GradientCodec.Encode(_sums.AsSpan(s, n))));
+            var payload = GradientCodec.Encode(_sums.AsSpan(s, n));
+            SentBytes += payload.Length;
+            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, payload));
         }
         return false;
     }
