@@ -170,8 +170,11 @@ if (only.Contains("cluster"))
                 model = f.Model, workers = f.Workers, steps = f.Steps, warmup_steps = f.WarmupSteps, batch = 64,
                 images_per_second = f.ImagesPerSecond, run_images_per_second = f.RunImagesPerSecond,
                 compute_share = f.ComputeShare, allreduce_share = f.ReduceShare, other_share = f.OtherShare, wall_seconds = f.WallSeconds,
+                allreduce_bytes_per_step = f.AllReduceBytesPerStep, raw_allreduce_bytes_per_step = f.RawAllReduceBytesPerStep,
+                allreduce_bytes_share_of_raw = f.RawAllReduceBytesPerStep > 0 ? Math.Round(f.AllReduceBytesPerStep / f.RawAllReduceBytesPerStep, 4) : (double?)null,
             });
-            Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s steady, {f.RunImagesPerSecond:F0} over the run (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0})");
+            Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s steady, {f.RunImagesPerSecond:F0} over the run (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0}); " +
+                     $"all-reduce {f.AllReduceBytesPerStep / 1e6:F2} MB per step, raw int64s {f.RawAllReduceBytesPerStep / 1e6:F2} MB");
         }
     result["cluster"] = figures;
 }

@@ -18,7 +18,9 @@ public static class ProtocolVersion
     /// 3: workers announce a data-plane port; StartGeneration carries the ring's data endpoints.
     /// 4: StepCompleted carries XxHash128 of the parameters instead of SHA-256 (8x faster per step).
     /// 5: JobPlan.AllReduce is the AllReduceAlgorithm enum (an integer on the wire), no longer a string.
-    public const int Current = 5;
+    /// 6: gradient chunks carry the sums in GradientCodec's encoding instead of raw int64s;
+    ///    StepCompleted carries the payload bytes the worker sent in the all-reduce.
+    public const int Current = 6;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -86,7 +88,7 @@ public sealed record RunStep(
 public readonly record struct ChunkHeader(int Generation, long Step, int Round, int Segment, int Part, int Parts);
 
 /// worker -> worker (ring) or worker <-> coordinator (star): one part of a segment of the
-/// fixed-point gradient sum, as little-endian int64 bytes (exactly the part's values).
+/// fixed-point gradient sum, exactly the part's values in <see cref="GradientCodec"/>'s encoding.
 [MessagePackObject]
 public sealed record GradientChunk(
     [property: Key(0)] int Generation,
@@ -104,7 +106,8 @@ public sealed record GradientChunk(
 
 /// worker -> coordinator: step done; the parameter hash (XxHash128 of the float32 parameters,
 /// little-endian, in hex: <see cref="DistTrain.Cnn.Training.ParameterHash.ReplicaHex"/>) lets the
-/// coordinator check the replicas agree.
+/// coordinator check the replicas agree. AllReduceBytes: the gradient payload this worker sent in
+/// the step's all-reduce, encoded (data plane and messages; frame headers and envelopes not counted).
 [MessagePackObject]
 public sealed record StepCompleted(
     [property: Key(0)] int Generation,
@@ -115,7 +118,8 @@ public sealed record StepCompleted(
     [property: Key(5)] string ParameterHash,
     [property: Key(6)] double ComputeSeconds,
     [property: Key(7)] double ReduceSeconds,
-    [property: Key(8)] bool Diverged) : IGenerationMessage;
+    [property: Key(8)] bool Diverged,
+    [property: Key(9)] long AllReduceBytes) : IGenerationMessage;
 
 // ---- Evaluation ------------------------------------------------------------------------------
 

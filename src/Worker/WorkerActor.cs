@@ -287,7 +287,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         double reduceSeconds = _reduceClock.Elapsed.TotalSeconds;
         var share = _replica.Apply();
         _coordinator.Tell(new StepCompleted(m.Generation, m.Step, share.Stats.LossSum, share.Stats.Correct, share.Stats.Samples,
-            _replica.ParameterHash, _computeSeconds, reduceSeconds, share.Diverged), Self);
+            _replica.ParameterHash, _computeSeconds, reduceSeconds, share.Diverged, _allReduce!.SentBytes), Self);
         _current = null;
         Become(Ready);
         Stash.UnstashAll();

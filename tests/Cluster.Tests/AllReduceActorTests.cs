@@ -63,16 +63,16 @@ public class AllReduceActorTests() : TestKit(ProtocolConfig.Local(serializeMessa
         Assert.False(ring.Start(4, sums));
         var sent = next.ExpectMsg<GradientChunk>();   // reduce-scatter: its own segment 0 goes first
         Assert.Equal((9, 4L, 0, 0), (sent.Generation, sent.Step, sent.Round, sent.Segment));
-        Assert.Equal(Payload.FromLongs([1, 2]), sent.Payload);
+        Assert.Equal(GradientCodec.Encode([1, 2]), sent.Payload);
 
         // The peer's segment 1 = [30, 40] arrives; rank 0 now owns the total of segment 1 and passes it on.
-        Assert.False(ring.Handle(new GradientChunk(9, 4, 0, 1, 0, 1, Payload.FromLongs([30, 40]))));
+        Assert.False(ring.Handle(new GradientChunk(9, 4, 0, 1, 0, 1, GradientCodec.Encode([30, 40]))));
         var gathered = next.ExpectMsg<GradientChunk>();
         Assert.Equal((1, 1), (gathered.Round, gathered.Segment));
-        Assert.Equal(Payload.FromLongs([33, 44]), gathered.Payload);
+        Assert.Equal(GradientCodec.Encode([33, 44]), gathered.Payload);
 
         // All-gather: the peer's completed segment 0 = [11, 22] arrives and rank 0 is done.
-        Assert.True(ring.Handle(new GradientChunk(9, 4, 1, 0, 0, 1, Payload.FromLongs([11, 22]))));
+        Assert.True(ring.Handle(new GradientChunk(9, 4, 1, 0, 0, 1, GradientCodec.Encode([11, 22]))));
         Assert.Equal(new long[] { 11, 22, 33, 44 }, sums);
         next.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
     }

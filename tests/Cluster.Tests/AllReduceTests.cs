@@ -29,6 +29,8 @@ public class AllReduceTests
     /// A chunk in flight to a rank: an exact message's payload, or a lease on a pooled buffer.
     sealed record Delivery(ChunkHeader Header, byte[]? Exact, ChunkLease? Lease)
     {
+        public int Bytes => Exact?.Length ?? Lease!.Length;
+
         /// Handles it, then gives a lease back at once, as the worker does.
         public bool To(IAllReduce rank)
         {
@@ -40,8 +42,11 @@ public class AllReduceTests
     /// The transport to one rank: exact messages, or with `buffers` leases as the data plane sends.
     sealed class Mailbox(List<Delivery> queue, ChunkBuffers? buffers) : IChunkSink
     {
-        public void Send(ChunkHeader header, ReadOnlySpan<long> values) =>
-            queue.Add(buffers is null ? new(header, Payload.FromLongs(values), null) : new(header, null, ChunkLease.Of(buffers, header, values)));
+        public int Send(ChunkHeader header, ReadOnlySpan<long> values)
+        {
+            queue.Add(buffers is null ? new(header, GradientCodec.Encode(values), null) : new(header, null, ChunkLease.Of(buffers, header, values)));
+            return queue[^1].Bytes;
+        }
     }
 
     /// Runs a ring of n ranks to completion. Each rank's incoming chunks wait in a list; the next
@@ -60,6 +65,7 @@ public class AllReduceTests
         var done = new bool[n];
         for (int r = 0; r < n; r++) done[r] = rings[r].Start(11, sums[r]);
         var rng = new DistTrain.Cnn.DeterministicRandom(seed + 5);
+        var received = new long[n];   // payload bytes delivered to each rank, sent by its predecessor
         while (waiting.Any(q => q.Count > 0))
         {
             var candidates = Enumerable.Range(0, n).Where(r => waiting[r].Count > 0).ToArray();
@@ -68,10 +74,12 @@ public class AllReduceTests
             var chunk = waiting[r][pick];
             waiting[r].RemoveAt(pick);
             Assert.False(done[r], $"rank {r} got a chunk after completing");
+            received[r] += chunk.Bytes;
             done[r] = chunk.To(rings[r]);
         }
         Assert.All(done, Assert.True);
         if (buffers is not null) Assert.Equal(buffers.Rented, buffers.Returned);
+        for (int r = 0; r < n; r++) Assert.Equal(received[(r + 1) % n], rings[r].SentBytes);
         for (int r = 0; r < n; r++) Assert.Equal(expected, sums[r]);
     }
 
@@ -91,7 +99,14 @@ public class AllReduceTests
         var reducer = new DistTrain.Coordinator.Cluster.StarReducer(length, n);
         for (int r = 0; r < n; r++) Assert.False(stars[r].Start(2, sums[r]));
         IReadOnlyList<GradientChunk>? total = null;
-        while (toCoordinator.Count > 0) { var (from, c) = toCoordinator.Dequeue(); total = reducer.Add($"w{from}", c) ?? total; }
+        var sent = new long[n];
+        while (toCoordinator.Count > 0)
+        {
+            var (from, c) = toCoordinator.Dequeue();
+            sent[from] += c.Payload.Length;
+            total = reducer.Add($"w{from}", c) ?? total;
+        }
+        Assert.Equal(sent, stars.Select(s => s.SentBytes));
         Assert.NotNull(total);
         for (int r = 0; r < n; r++)
         {
@@ -177,7 +192,7 @@ public class AllReduceTests
         ring.Begin(1, sums);
         Assert.Empty(sent);
         // The predecessor's round-0 chunk (segment 1 = elements 5..9) is added at once but held.
-        Assert.False(ring.Handle(new GradientChunk(1, 1, 0, 1, 0, 1, Payload.FromLongs([1, 2, 3, 4, 5]))));
+        Assert.False(ring.Handle(new GradientChunk(1, 1, 0, 1, 0, 1, GradientCodec.Encode([1, 2, 3, 4, 5]))));
         Assert.Empty(sent);
         Assert.Equal(new long[] { 0, 0, 0, 0, 0, 1, 2, 3, 4, 5 }, sums);
         // Elements 5.. ready: segment 1 (with this rank's 10s) goes on in round 1; segment 0 is not ready yet.
@@ -185,7 +200,7 @@ public class AllReduceTests
         Assert.False(ring.Ready(5));
         var forwarded = Assert.Single(sent);
         Assert.Equal((1, 1), (forwarded.Round, forwarded.Segment));
-        Assert.Equal(Payload.FromLongs([11, 12, 13, 14, 15]), forwarded.Payload);
+        Assert.Equal(GradientCodec.Encode([11, 12, 13, 14, 15]), forwarded.Payload);
         // Everything ready: this rank's own segment 0 leaves in round 0.
         Assert.False(ring.Ready(0));
         Assert.Equal((0, 0), (sent[1].Round, sent[1].Segment));
@@ -195,14 +210,14 @@ public class AllReduceTests
     public void A_part_is_passed_on_as_soon_as_it_has_been_added()
     {
         // 2 ranks, segments of 2 parts: rank 0 forwards part 0 of round 1 after receiving only part 0 of round 0.
-        int length = 2 * (ProtocolConfig.PartBytes / 8) * 2;
+        int length = 2 * GradientCodec.ValuesPerPart * 2;
         var sent = new List<GradientChunk>();
         IAllReduce ring = new RingAllReduce(1, 0, 2, sent.Add);
         ring.Start(0, new long[length]);
         Assert.Equal(2, sent.Count);                       // round 0: both parts of its own segment
         var half = length / 2;
         var (_, n) = Payload.Part(half, half, 0, 2);
-        ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 2, new byte[n * 8]));
+        ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 2, GradientCodec.Encode(new long[n])));
         var forwarded = Assert.Single(sent.Skip(2));
         Assert.Equal((1, 1, 0), (forwarded.Round, forwarded.Segment, forwarded.Part));
     }
@@ -215,11 +230,64 @@ public class AllReduceTests
         var sums = new long[] { 1, 2, 3, 4 };
         ring.Start(0, sums);
         // Rank 0 expects segment 1 (elements 2..3) in round 0.
-        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 1, new byte[8])));        // wrong length
-        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[16])));       // wrong segment
-        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(2, 0, 0, 1, 0, 1, new byte[16])));       // other generation
-        Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 3, 1, new byte[16])));       // part out of range
+        var fits = GradientCodec.Encode([30, 40]);
+        GradientChunk Chunk(int generation, int segment, int part, byte[] payload) => new(generation, 0, 0, segment, part, 1, payload);
+        var shortOne = Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 1, 0, GradientCodec.Encode([30]))));   // one value short
+        Assert.Equal("chunk part 0 of round 0: a gradient payload of 3 bytes for 2 values (1 blocks of up to 16): " +
+                     "block 1 needs 2 bytes after its header, 1 are left", shortOne.Message);
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 1, 0, GradientCodec.Encode([30, 40, 50]))));        // one value too many
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 1, 0, [.. fits, 0])));                              // a byte left over
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 0, 0, fits)));                                      // wrong segment
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(2, 1, 0, fits)));                                      // other generation
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 1, 3, fits)));                                      // part out of range
         Assert.Equal(new long[] { 1, 2, 3, 4 }, sums);
+        // None of them counted: the chunk that fits is still taken, once.
+        Assert.False(ring.Handle(Chunk(1, 1, 0, fits)));
+        Assert.Equal(new long[] { 1, 2, 33, 44 }, sums);
+        Assert.Throws<InvalidChunkException>(() => ring.Handle(Chunk(1, 1, 0, fits)));
+    }
+
+    /// The payload is checked whole before anything is added: a chunk whose first blocks decode
+    /// and whose last does not must leave the reduce-scatter's sums as they were.
+    [Theory]
+    [InlineData("width")]
+    [InlineData("shift")]
+    [InlineData("truncated")]
+    [InlineData("left over")]
+    public void A_payload_malformed_in_its_last_block_adds_nothing(string fault)
+    {
+        var sent = new List<GradientChunk>();
+        IAllReduce ring = new RingAllReduce(1, 0, 2, sent.Add);
+        var sums = Enumerable.Range(0, 100).Select(i => (long)i).ToArray();   // segment 1: elements 50..99, 4 blocks
+        var before = (long[])sums.Clone();
+        ring.Start(0, sums);
+        var values = Enumerable.Range(0, 50).Select(i => 100L * i + 1).ToArray();   // 2 bytes each
+        var payload = GradientCodec.Encode(values);
+        int lastHeader = payload.Length - 2 - 2 * 2;   // the last block: 2 values of 2 bytes
+        payload = fault switch
+        {
+            "width" => payload.Select((b, i) => i == lastHeader ? (byte)9 : b).ToArray(),
+            "shift" => payload.Select((b, i) => i == lastHeader + 1 ? (byte)64 : b).ToArray(),
+            "truncated" => payload[..^1],
+            _ => [.. payload, 7],
+        };
+        var e = Assert.Throws<InvalidChunkException>(() => ring.Handle(new GradientChunk(1, 0, 0, 1, 0, 1, payload)));
+        Assert.Contains(fault == "truncated" ? "block 4 needs 4 bytes after its header, 3 are left" : fault == "left over" ? "1 bytes are left over" : $"block 4 has {fault}", e.Message);
+        Assert.Equal(before, sums);
+    }
+
+    [Fact]
+    public void The_stars_hub_rejects_a_malformed_part_and_still_takes_it_whole_after()
+    {
+        var reducer = new DistTrain.Coordinator.Cluster.StarReducer(3, 2);
+        var good = GradientCodec.Encode([1, 2, 3]);
+        Assert.Throws<InvalidChunkException>(() => reducer.Add("w0", new GradientChunk(1, 1, 0, 0, 0, 1, good[..^1])));
+        Assert.Null(reducer.Add("w0", new GradientChunk(1, 1, 0, 0, 0, 1, good)));
+        Assert.Throws<InvalidChunkException>(() => reducer.Add("w0", new GradientChunk(1, 1, 0, 0, 0, 1, good)));   // now a duplicate
+        var total = reducer.Add("w1", new GradientChunk(1, 1, 0, 0, 0, 1, GradientCodec.Encode([10, 20, 30])));
+        var sums = new long[3];
+        GradientCodec.Decode(Assert.Single(total!).Payload, sums, add: false);
+        Assert.Equal(new long[] { 11, 22, 33 }, sums);
     }
 }
 

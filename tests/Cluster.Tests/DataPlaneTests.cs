@@ -41,7 +41,7 @@ public sealed class DataPlaneTests : IDisposable
             Assert.True(_received.TryTake(out var got, Patience.Reply), "a chunk did not arrive");
             Assert.Equal("akka.tcp://disttrain@10.0.0.2:4054/user/worker#1", got.From);
             Assert.Equal(header, got.Chunk.Header);
-            Assert.Equal(Payload.FromLongs(values), got.Chunk.Bytes.ToArray());
+            Assert.Equal(GradientCodec.Encode(values), got.Chunk.Bytes.ToArray());
             got.Chunk.Dispose();
         }
         AllReturned(_inBuffers);
@@ -87,7 +87,7 @@ public sealed class DataPlaneTests : IDisposable
         {
             Assert.True(fallback.TryTake(out var got, Patience.Reply), "a chunk did not reach the fallback");
             Assert.Equal(header, got.Header);
-            Assert.Equal(Payload.FromLongs(values), got.Payload);   // an exact copy: its buffer went back
+            Assert.Equal(GradientCodec.Encode(values), got.Payload);   // an exact copy: its buffer went back
         }
         AllReturned(_outBuffers);
         Assert.Contains(_log, l => l.Contains("sending gradients over Akka.Remote instead"));
@@ -143,7 +143,9 @@ public sealed class DataPlaneTests : IDisposable
     {
         using var sender = Sender();
         using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
-        link.Send(new ChunkHeader(1, 1, 0, 0, 0, 1), new long[ProtocolConfig.MaximumFrameBytes / 8 + 1]);
+        var wide = new long[ProtocolConfig.MaximumFrameBytes / 8 + 1];
+        Array.Fill(wide, long.MaxValue);   // 8 bytes each in the encoding: zeros would take 2 bytes a block
+        link.Send(new ChunkHeader(1, 1, 0, 0, 0, 1), wide);
         Assert.True(SpinWait.SpinUntil(() => _log.Any(l => l.Contains("a frame of")), Patience.Reply), string.Join("\n", _log));
         Assert.Empty(_received);
         Assert.Equal(0, _inBuffers.Rented);   // refused before any buffer was leased for it
@@ -173,7 +175,7 @@ public sealed class DataPlaneTests : IDisposable
         var buffers = new ChunkBuffers();
         var lease = ChunkLease.Of(buffers, new ChunkHeader(1, 2, 0, 0, 0, 1), [1, -2, 1L << 50]);
         var exact = lease.ToMessage();
-        Assert.Equal(Payload.FromLongs([1, -2, 1L << 50]), exact.Payload);
+        Assert.Equal(GradientCodec.Encode([1, -2, 1L << 50]), exact.Payload);
         var back = MessagePack.MessagePackSerializer.Deserialize<GradientChunk>(MessagePack.MessagePackSerializer.Serialize(exact));
         Assert.Equal(exact.Payload, back.Payload);
         Assert.Equal(lease.Header, back.Header);
@@ -199,7 +201,7 @@ public sealed class DataPlaneTests : IDisposable
     {
         using var sender = Sender();
         using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "peer");
-        var values = new long[ProtocolConfig.PartBytes / 8];   // one full part: a large-object array each if not pooled
+        var values = new long[GradientCodec.ValuesPerPart];   // one full part: a large-object array each if not pooled
         long allocated = 0;
         for (int step = 0; step < 10; step++)
         {

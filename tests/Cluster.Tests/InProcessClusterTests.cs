@@ -75,6 +75,28 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));   // the intruder was never sent work
     }
 
+    /// Keeps what each step's all-reduce sent, as the metrics file gets it.
+    sealed class ByteCounter : ITrainingObserver
+    {
+        public readonly List<long> Bytes = [];
+        public void Log(string line) { }
+        public void StepCompleted(StepReport report, StepTiming timing) => Bytes.Add(timing.AllReduceBytes);
+        public void EpochCompleted(EpochReport report) { }
+        public void CheckpointDue(Model model, Optimizer optimizer, long step) { }
+    }
+
+    [Fact]
+    public async Task Every_steps_all_reduce_bytes_reach_the_observer_below_8_bytes_a_value()
+    {
+        var counter = new ByteCounter();
+        var outcome = await InProcessCluster.Start(Sys, Plan(maxSteps: 3), Data, 2, observer: counter, name: "bytes").Completion.WaitAsync(Patience);
+        Assert.Equal(RunStatus.Completed, outcome.Status);
+        // A ring of N ranks sends 2(N-1)/N of the vector from each rank: with raw int64s, 2(N-1) x 8 bytes a parameter in all.
+        long raw = 2 * (2 - 1) * 8L * Model.Create(Presets.LeNet5).ParameterCount;
+        Assert.Equal(3, counter.Bytes.Count);
+        Assert.All(counter.Bytes, b => Assert.InRange(b, 1, raw - 1));
+    }
+
     /// Forges step reports right after step `at` commits, on the coordinator's thread: they reach its
     /// mailbox before any worker has the next step, so they arrive while that step is in flight.
     sealed class Forger(long at, Action<long> forge) : ITrainingObserver
@@ -102,11 +124,11 @@ public class InProcessClusterTests() : TestKit(ProtocolConfig.Local(serializeMes
         {
             var coordinator = Sys.ActorSelection($"/user/{name}");
             // Generation 1, the step now in flight: from a stranger, and a diverged one.
-            coordinator.Tell(new StepCompleted(1, step, 0, 64, 64, "forged", 0, 0, false), intruder.Ref);
-            coordinator.Tell(new StepCompleted(1, step, double.NaN, 0, 64, "forged", 0, 0, true), intruder.Ref);
+            coordinator.Tell(new StepCompleted(1, step, 0, 64, 64, "forged", 0, 0, false, 0), intruder.Ref);
+            coordinator.Tell(new StepCompleted(1, step, double.NaN, 0, 64, "forged", 0, 0, true, 0), intruder.Ref);
             // In a member's name: an older generation, and a step not yet dispatched.
-            coordinator.Tell(new StepCompleted(0, step, 0, 64, 64, "forged", 0, 0, false), members[0]);
-            coordinator.Tell(new StepCompleted(1, step + 1, 0, 64, 64, "forged", 0, 0, false), members[1]);
+            coordinator.Tell(new StepCompleted(0, step, 0, 64, 64, "forged", 0, 0, false, 0), members[0]);
+            coordinator.Tell(new StepCompleted(1, step + 1, 0, 64, 64, "forged", 0, 0, false, 0), members[1]);
         });
         var cluster = InProcessCluster.Start(Sys, plan, Data, 2, observer: forger, name: name);
         members = cluster.Workers;

@@ -79,7 +79,7 @@ public sealed class MembershipTests : IAsyncLifetime
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('x', 5 << 20), "", 1, "huge"), inbox);
         // Nothing trains here, so no step takes this report; the step-commit guard is tested while a
         // step is in flight in InProcessClusterTests. Here: it crosses remoting and ends nothing.
-        coordinator.Tell(new StepCompleted(1, 0, double.NaN, 0, 64, "forged", 0, 0, true), inbox);
+        coordinator.Tell(new StepCompleted(1, 0, double.NaN, 0, 64, "forged", 0, 0, true, 0), inbox);
         coordinator.Tell(new GradientChunk(1, 0, 0, 0, 0, 1, new byte[3 << 20]), inbox);
         coordinator.Tell(new RegisterWorker(ProtocolVersion.Current, new string('y', 3 << 20), "", 1, "large"), inbox);
         var answer = await probe.Task.WaitAsync(TimeSpan.FromSeconds(30));

@@ -17,7 +17,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
         nameof(StartGeneration) => new StartGeneration(2, ["akka://a/user/b", "akka://a/user/c"], 1, 5),
         nameof(RunStep) => new RunStep(1, 9, 0, 2, [9, 8], [1]),
         nameof(GradientChunk) => new GradientChunk(1, 9, 2, 1, 0, 1, [1, 2, 3, 4, 5, 6, 7, 8]),
-        nameof(StepCompleted) => new StepCompleted(1, 9, 12.5, 30, 32, "ab", 0.1, 0.2, false),
+        nameof(StepCompleted) => new StepCompleted(1, 9, 12.5, 30, 32, "ab", 0.1, 0.2, false, 123_456),
         nameof(EvaluateRange) => new EvaluateRange(1, 9, 0, 100, [], []),
         nameof(EvaluationCompleted) => new EvaluationCompleted(1, 9, 0, 3.5, 90, 100),
         nameof(RequestModelState) => new RequestModelState(3),

@@ -9,8 +9,8 @@ public sealed class StepCommitTests
     static readonly (string Id, string Name)[] Ring = [("id-a", "a"), ("id-b", "b"), ("id-c", "c")];
 
     static StepCompleted Report(int generation = 2, long step = 5, double loss = 1.5, long correct = 10, long samples = 16,
-                                string hash = "0123456789abcdef", double compute = 1, bool diverged = false) =>
-        new(generation, step, loss, correct, samples, hash, compute, 0.5, diverged);
+                                string hash = "0123456789abcdef", double compute = 1, bool diverged = false, long bytes = 0) =>
+        new(generation, step, loss, correct, samples, hash, compute, 0.5, diverged, bytes);
 
     [Fact]
     public void The_step_is_complete_when_every_member_reported_once_and_nothing_else_counts()
@@ -32,15 +32,16 @@ public sealed class StepCommitTests
     public void A_committed_step_sums_the_statistics_and_lists_the_reports_in_ring_order_whatever_their_arrival()
     {
         var commit = new StepCommit(2, 5, Ring);
-        commit.Add("id-c", Report(loss: 3, correct: 3, samples: 30, compute: 3));
-        commit.Add("id-a", Report(loss: 1, correct: 1, samples: 10, compute: 1));
-        commit.Add("id-b", Report(loss: 2, correct: 2, samples: 20, compute: 2));
+        commit.Add("id-c", Report(loss: 3, correct: 3, samples: 30, compute: 3, bytes: 300));
+        commit.Add("id-a", Report(loss: 1, correct: 1, samples: 10, compute: 1, bytes: 100));
+        commit.Add("id-b", Report(loss: 2, correct: 2, samples: 20, compute: 2, bytes: 200));
         var c = Assert.IsType<StepVerdict.Committed>(commit.Verdict());
         Assert.Equal(new DistTrain.Cnn.Training.BatchStats(6, 6, 60), c.Stats);
         Assert.Equal("0123456789abcdef", c.ParameterHash);
         Assert.Equal([10L, 20L, 30L], c.Reports.Select(r => r.Samples));
         Assert.Equal(2, c.ComputeSeconds);
         Assert.Equal(0.5, c.ReduceSeconds);
+        Assert.Equal(600, c.AllReduceBytes);   // what all members sent
     }
 
     [Fact]

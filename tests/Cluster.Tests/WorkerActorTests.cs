@@ -101,13 +101,13 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             {
                 var forged = new long[n - half];
                 Array.Fill(forged, 1L << 40);   // +1.0 on every gradient of the segment
-                CreateTestProbe().Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(forged)));
+                CreateTestProbe().Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, GradientCodec.Encode(forged)));
             }
             peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
             peer.ExpectMsg<GradientChunk>(Patience.Reply);                   // round 0: its own segment 0
-            peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
+            peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, GradientCodec.Encode(new long[n - half])));
             peer.ExpectMsg<GradientChunk>(Patience.Reply);                   // round 1: the reduced segment 1
-            peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
+            peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, GradientCodec.Encode(new long[half])));
             return peer.ExpectMsg<StepCompleted>(Patience.Reply).ParameterHash;
         }
         Assert.Equal(Run("honest-ring", forge: false), Run("forged-ring", forge: true));
@@ -126,7 +126,7 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
             peer.Send(worker, new StartGeneration(1, ring, 0, 0));
             int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
             object Deliver(ChunkHeader h, long[] values) =>
-                viaDataPlane ? new WorkerActor.RingChunk(ring[1], Lease(h, values)) : GradientChunk.Of(h, Payload.FromLongs(values));
+                viaDataPlane ? new WorkerActor.RingChunk(ring[1], Lease(h, values)) : GradientChunk.Of(h, GradientCodec.Encode(values));
             if (forge)
             {
                 var forged = new long[n - half];
@@ -155,14 +155,14 @@ public sealed class WorkerActorTests() : TestKit(ProtocolConfig.Local(serializeM
 
         // Rank 1's reduce-scatter chunk (segment 1) arrives first, RunStep second.
         int n = Model.Create(Plan.Model).ParameterCount, half = n / 2;
-        peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, Payload.FromLongs(new long[n - half])));
+        peer.Send(worker, new GradientChunk(1, 0, 0, 1, 0, 1, GradientCodec.Encode(new long[n - half])));
         peer.Send(worker, new RunStep(1, 0, 0, 1, [], []));
 
         var own = peer.ExpectMsg<GradientChunk>(Patience.Reply);         // round 0: its segment 0
         Assert.Equal((0, 0), (own.Round, own.Segment));
         var gathered = peer.ExpectMsg<GradientChunk>(Patience.Reply);    // round 1: the early chunk was used
         Assert.Equal((1, 1), (gathered.Round, gathered.Segment));
-        peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, new byte[half * 8]));
+        peer.Send(worker, new GradientChunk(1, 0, 1, 0, 0, 1, GradientCodec.Encode(new long[half])));
         var done = peer.ExpectMsg<StepCompleted>(Patience.Reply);
         Assert.Equal((1, 0L, 16L), (done.Generation, done.Step, done.Samples));
     }

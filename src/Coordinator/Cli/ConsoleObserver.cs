@@ -24,7 +24,7 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
     public void StepCompleted(StepReport r, StepTiming t)
     {
         _wall += t.WallSeconds; _compute += t.ComputeSeconds; _reduce += t.ReduceSeconds;
-        metrics?.Step(r);
+        metrics?.Step(r, t.AllReduceBytes);
         status.Step(r, t);
         view.Step(status);
     }

@@ -363,7 +363,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var shares = c.Reports.Zip(_workers, (m, w) => new WorkerShare(w.Name, m.Samples, m.ComputeSeconds)).ToArray();
         _observer.StepCompleted(
             new StepReport(_step, _totalSteps, epoch, c.Stats.MeanLoss, c.Stats.Accuracy, _schedule.At(_step - 1), c.Stats.Samples / wall),
-            new StepTiming(wall, c.ComputeSeconds, c.ReduceSeconds, shares));
+            new StepTiming(wall, c.ComputeSeconds, c.ReduceSeconds, shares, c.AllReduceBytes));
         if (_step % _samples.StepsPerEpoch == 0 || _step == _totalSteps) StartEvaluation(epoch);
         else if (_s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0) FetchStateThen(CheckpointAndContinue);
         else RunNextStep();

@@ -15,8 +15,10 @@ public interface ITrainingObserver
 }
 
 /// Where a step's time went, averaged over workers: computing, reducing, and the rest (waiting,
-/// messaging); and what each worker did in it.
-public readonly record struct StepTiming(double WallSeconds, double ComputeSeconds, double ReduceSeconds, IReadOnlyList<WorkerShare> Workers);
+/// messaging); what each worker did in it; and the gradient payload bytes all workers sent in its
+/// all-reduce (encoded; the star's broadcast from the coordinator is not among them).
+public readonly record struct StepTiming(double WallSeconds, double ComputeSeconds, double ReduceSeconds, IReadOnlyList<WorkerShare> Workers,
+                                         long AllReduceBytes);
 
 /// One worker's part of a step: the images it computed and the seconds its compute took.
 public readonly record struct WorkerShare(string Name, long Samples, double ComputeSeconds);

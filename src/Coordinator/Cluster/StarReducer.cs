@@ -21,18 +21,19 @@ public sealed class StarReducer(int length, int workers)
             _generation = c.Generation;
             _step = c.Step;
         }
-        int parts = Payload.Parts(length, 8);
-        if (c.Round != 0 || c.Parts != parts || (uint)c.Part >= (uint)parts || !_seen.Add((worker, c.Part)))
+        int parts = GradientCodec.Parts(length);
+        if (c.Round != 0 || c.Parts != parts || (uint)c.Part >= (uint)parts || _seen.Contains((worker, c.Part)))
             throw new InvalidChunkException($"unexpected star chunk from {worker} (round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, length, c.Part, parts);
-        if (c.Payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {c.Payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(c.Payload, _total.AsSpan(s, n), add: true);
+        // Seen only once applied: a part that did not decode may still come whole.
+        ChunkPayload.Apply(c.Header, c.Payload, _total.AsSpan(s, n), add: true);
+        _seen.Add((worker, c.Part));
         if (_seen.Count < workers * parts) return null;
         var result = new List<GradientChunk>(parts);
         for (int p = 0; p < parts; p++)
         {
             var (ps, pn) = Payload.Part(0, length, p, parts);
-            result.Add(new GradientChunk(c.Generation, c.Step, 1, 0, p, parts, Payload.FromLongs(_total.AsSpan(ps, pn))));
+            result.Add(new GradientChunk(c.Generation, c.Step, 1, 0, p, parts, GradientCodec.Encode(_total.AsSpan(ps, pn))));
         }
         return result;
     }

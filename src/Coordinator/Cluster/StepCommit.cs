@@ -11,6 +11,8 @@ public abstract record StepVerdict
     {
         public double ComputeSeconds => Reports.Average(r => r.ComputeSeconds);
         public double ReduceSeconds => Reports.Average(r => r.ReduceSeconds);
+        /// The gradient payload all members sent in the all-reduce.
+        public long AllReduceBytes => Reports.Sum(r => r.AllReduceBytes);
     }
 
     public sealed record Diverged(string Error) : StepVerdict;

@@ -16,7 +16,9 @@ public sealed class MetricsWriter : IDisposable
         _out = new StreamWriter(path, append) { AutoFlush = false };
     }
 
-    public void Step(StepReport r) => Write(w =>
+    /// allReduceBytes: the gradient payload all workers sent in the step's all-reduce (its bytes on
+    /// the wire, which the bench compares with 8 bytes a value).
+    public void Step(StepReport r, long allReduceBytes) => Write(w =>
     {
         w.WriteString("event", "step");
         w.WriteNumber("step", r.Step);
@@ -25,6 +27,7 @@ public sealed class MetricsWriter : IDisposable
         Number(w, "accuracy", r.Accuracy);
         w.WriteNumber("lr", r.LearningRate);
         w.WriteNumber("images_per_second", Math.Round(r.ImagesPerSecond, 1));
+        w.WriteNumber("allreduce_bytes", allReduceBytes);
     });
 
     public void Epoch(EpochReport r) => Write(w =>

@@ -15,10 +15,15 @@ public interface IAllReduce : IGradientExchange
         return Ready(0);
     }
 
-    /// Applies a chunk: its header and payload (little-endian int64s). Returns true when `sums` now
-    /// holds the total. Throws <see cref="InvalidChunkException"/> for a chunk that does not fit,
-    /// which is never applied. The payload is read during the call only: its owner may reuse it after.
+    /// Applies a chunk: its header and payload (its part's values in <see cref="GradientCodec"/>'s
+    /// encoding). Returns true when `sums` now holds the total. Throws <see cref="InvalidChunkException"/>
+    /// for a chunk that does not fit or does not decode, which is never applied. The payload is read
+    /// during the call only: its owner may reuse it after.
     bool Handle(ChunkHeader header, ReadOnlySpan<byte> payload);
+
+    /// The payload bytes this rank has sent since Begin (its chunks' encoded values; frame headers
+    /// and message envelopes not counted), for the step's report.
+    long SentBytes { get; }
 }
 
 public static class AllReduceMessages

@@ -38,6 +38,8 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
     bool[] _sentFirst = []; // round 0, by part
     readonly List<(int Round, int Part)> _held = [];   // parts to pass on once they are ready
 
+    public long SentBytes { get; private set; }
+
     int Rounds => 2 * (size - 1);
 
     public void Begin(long step, long[] sums)
@@ -46,9 +48,10 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
         _step = step;
         _readyFrom = sums.Length;
         _held.Clear();
+        SentBytes = 0;
         if (size == 1) return;
         int longest = (int)((sums.LongLength + size - 1) / size);
-        _parts = Payload.Parts(longest, 8);
+        _parts = GradientCodec.Parts(longest);
         _applied = new bool[Rounds * _parts];
         _appliedCount = 0;
         _sentFirst = new bool[_parts];
@@ -85,9 +88,6 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
             throw new InvalidChunkException($"chunk of segment {chunk.Segment} in round {chunk.Round}, expecting segment {ReceiveSegment(chunk.Round)}");
         if (chunk.Parts != _parts || (uint)chunk.Part >= (uint)_parts)
             throw new InvalidChunkException($"chunk part {chunk.Part} of {chunk.Parts}, expecting parts of {_parts}");
-        var (start, length) = Segment(chunk.Segment);
-        var (_, n) = Payload.Part(start, length, chunk.Part, _parts);
-        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
         if (_applied[chunk.Round * _parts + chunk.Part]) throw new InvalidChunkException($"duplicate chunk part {chunk.Part} of round {chunk.Round}");
         Apply(chunk, payload);
         return _appliedCount == _applied.Length;
@@ -104,14 +104,14 @@ public sealed class RingAllReduce(int generation, int rank, int size, IChunkSink
         int segment = SendSegment(round);
         var (start, length) = Segment(segment);
         var (s, n) = Payload.Part(start, length, part, _parts);
-        next.Send(new ChunkHeader(_generation, _step, round, segment, part, _parts), _sums.AsSpan(s, n));
+        SentBytes += next.Send(new ChunkHeader(_generation, _step, round, segment, part, _parts), _sums.AsSpan(s, n));
     }
 
     void Apply(ChunkHeader c, ReadOnlySpan<byte> payload)
     {
         var (start, length) = Segment(c.Segment);
         var (s, n) = Payload.Part(start, length, c.Part, _parts);
-        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
+        ChunkPayload.Apply(c, payload, _sums.AsSpan(s, n), add: !Gathering(c.Round));
         _applied[c.Round * _parts + c.Part] = true;
         _appliedCount++;
         // What arrived in round r is what this rank passes on in round r + 1 (SendSegment(r + 1) == ReceiveSegment(r)),

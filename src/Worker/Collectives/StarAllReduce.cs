@@ -14,13 +14,16 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
 
     bool _sent;
 
+    public long SentBytes { get; private set; }
+
     public void Begin(long step, long[] sums)
     {
         _sums = sums;
         _step = step;
-        _received = new bool[Payload.Parts(sums.Length, 8)];
+        _received = new bool[GradientCodec.Parts(sums.Length)];
         _count = 0;
         _sent = false;
+        SentBytes = 0;
     }
 
     /// The star sends the whole sum at once, when all of it is ready.
@@ -32,7 +35,9 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
         for (int p = 0; p < parts; p++)
         {
             var (s, n) = Payload.Part(0, _sums.Length, p, parts);
-            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, Payload.FromLongs(_sums.AsSpan(s, n))));
+            var payload = GradientCodec.Encode(_sums.AsSpan(s, n));
+            SentBytes += payload.Length;
+            sendToCoordinator(new GradientChunk(_generation, _step, 0, 0, p, parts, payload));
         }
         return false;
     }
@@ -43,8 +48,7 @@ public sealed class StarAllReduce(int generation, Action<GradientChunk> sendToCo
             || (uint)c.Part >= (uint)c.Parts || _received[c.Part])
             throw new InvalidChunkException($"unexpected star chunk (generation {c.Generation}, step {c.Step}, round {c.Round}, part {c.Part}/{c.Parts})");
         var (s, n) = Payload.Part(0, _sums.Length, c.Part, c.Parts);
-        if (payload.Length != n * 8) throw new InvalidChunkException($"chunk payload of {payload.Length} bytes, expecting {n * 8}");
-        Payload.IntoLongs(payload, _sums.AsSpan(s, n), add: false);
+        ChunkPayload.Apply(c, payload, _sums.AsSpan(s, n), add: false);
         _received[c.Part] = true;
         return ++_count == _received.Length;
     }

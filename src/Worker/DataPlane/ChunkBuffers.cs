@@ -11,6 +11,8 @@ public sealed class ChunkBuffers
 {
     public static readonly ChunkBuffers Shared = new();
 
+    /// Buffers up to a part's size: a longer rent would be a fresh array each time, so parts are cut
+    /// small enough that even their worst-case encoding fits (GradientCodec.ValuesPerPart).
     readonly ArrayPool<byte> _pool = ArrayPool<byte>.Create(ProtocolConfig.PartBytes, ProtocolConfig.DataPlanePooledBuffers);
     long _rented, _returned;
 

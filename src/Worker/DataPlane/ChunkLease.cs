@@ -15,23 +15,23 @@ public sealed class ChunkLease : IDisposable
     /// The payload's length in bytes (the rented buffer may be longer).
     public int Length { get; }
 
-    ChunkLease(ChunkBuffers buffers, ChunkHeader header, int length)
+    ChunkLease(ChunkBuffers buffers, ChunkHeader header, byte[] buffer, int length)
     {
         _buffers = buffers;
         Header = header;
         Length = length;
-        _buffer = buffers.Rent(length);
+        _buffer = buffer;
     }
 
     /// A lease of `length` bytes for a received payload, filled through <see cref="Writable"/>.
-    internal static ChunkLease Rent(ChunkBuffers buffers, ChunkHeader header, int length) => new(buffers, header, length);
+    internal static ChunkLease Rent(ChunkBuffers buffers, ChunkHeader header, int length) => new(buffers, header, buffers.Rent(length), length);
 
-    /// A lease holding `values` as little-endian int64s.
+    /// A lease holding `values` in <see cref="GradientCodec"/>'s encoding, on a buffer of the
+    /// worst case (a part's fits the pool's largest: <see cref="GradientCodec.ValuesPerPart"/>).
     public static ChunkLease Of(ChunkBuffers buffers, ChunkHeader header, ReadOnlySpan<long> values)
     {
-        var lease = new ChunkLease(buffers, header, values.Length * 8);
-        Payload.WriteLongs(values, lease.Writable);
-        return lease;
+        var buffer = buffers.Rent(GradientCodec.MaxEncodedBytes(values.Length));
+        return new(buffers, header, buffer, GradientCodec.Encode(values, buffer));
     }
 
     public ReadOnlySpan<byte> Bytes => Writable;

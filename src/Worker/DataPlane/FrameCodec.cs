@@ -4,7 +4,8 @@ using DistTrain.Protocol;
 namespace DistTrain.Worker.DataPlane;
 
 /// A chunk's frame on a data-plane connection: a 32-byte little-endian header (generation, step,
-/// round, segment, part, parts, payload bytes), then the payload's little-endian int64 bytes.
+/// round, segment, part, parts, payload bytes), then the payload (the part's values in
+/// <see cref="GradientCodec"/>'s encoding, which the collective checks as it decodes).
 static class FrameCodec
 {
     public const int HeaderBytes = 32;

@@ -37,11 +37,13 @@ public sealed class Link : IChunkSink, IDisposable
         new Thread(Run) { IsBackground = true, Name = "data-plane-out" }.Start();
     }
 
-    public void Send(ChunkHeader header, ReadOnlySpan<long> values)
+    public int Send(ChunkHeader header, ReadOnlySpan<long> values)
     {
         var lease = ChunkLease.Of(_buffers, header, values);
+        int bytes = lease.Length;
         try { _queue.Add(lease); }
         catch (InvalidOperationException) { lease.Dispose(); }   // disposed: the generation is over
+        return bytes;
     }
 
     /// The successor's listener may be a moment late (a process starting): refused connections

@@ -73,7 +73,7 @@ sealed class Listener : IDisposable
             while (FrameCodec.ReadAll(stream, header))   // until the sender closes it (next generation, job end)
             {
                 var (chunk, length) = FrameCodec.Read(header);
-                if ((uint)length > ProtocolConfig.MaximumFrameBytes || length % 8 != 0)
+                if ((uint)length > ProtocolConfig.MaximumFrameBytes)
                 {
                     _log($"data plane: closed the connection from {from}: a frame of {length} bytes");
                     return;

@@ -52,6 +52,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(DatasetFolder.Load(data).Sha256, root.GetProperty("dataset_sha256").GetString());
         var lines = File.ReadAllLines(metrics);
         Assert.Equal(6, lines.Count(l => l.Contains("\"event\":\"step\"")));
+        Assert.All(lines.Where(l => l.Contains("\"event\":\"step\"")), l => Assert.Contains("\"allreduce_bytes\":0", l));   // one worker sends none
         Assert.Single(lines, l => l.Contains("\"event\":\"epoch\""));
         foreach (var l in lines) JsonDocument.Parse(l).Dispose();
     }

@@ -77,9 +77,9 @@ public sealed class UserViewTests : IDisposable
         status.Event("worker b joined (2/2, reads its own copy of the data)");
         for (int step = 1; step <= 10; step++)
             status.Step(new StepReport(step, 100, 0, 0.5, 0.75, 0.01, 0),
-                        new StepTiming(0.1, 0.05, 0.03, [new WorkerShare("a", 32, 0.05), new WorkerShare("b", 32, 0.08)]));
+                        new StepTiming(0.1, 0.05, 0.03, [new WorkerShare("a", 32, 0.05), new WorkerShare("b", 32, 0.08)], 0));
         status.Event("lost worker b at step 11; 1 left");
-        status.Step(new StepReport(11, 100, 0, 0.25, 1.0, 0.01, 0), new StepTiming(0.1, 0.05, 0.03, [new WorkerShare("a", 64, 0.1)]));
+        status.Step(new StepReport(11, 100, 0, 0.25, 1.0, 0.01, 0), new StepTiming(0.1, 0.05, 0.03, [new WorkerShare("a", 64, 0.1)], 0));
 
         using var server = StatusServer.Start(status, "127.0.0.1", Ports.Free());
         using var http = new HttpClient();
@@ -128,7 +128,7 @@ public sealed class UserViewTests : IDisposable
         var output = new StringWriter();
         var view = new PlainProgress(output, everySeconds: 0);
         var status = new TrainingStatus("lenet5", 1, 10, 10);
-        status.Step(new StepReport(4, 10, 0, 0.5, 0.75, 0.01, 0), new StepTiming(0.5, 0.2, 0.1, [new WorkerShare("w1", 16, 0.2), new WorkerShare("w2", 16, 0.2)]));
+        status.Step(new StepReport(4, 10, 0, 0.5, 0.75, 0.01, 0), new StepTiming(0.5, 0.2, 0.1, [new WorkerShare("w1", 16, 0.2), new WorkerShare("w2", 16, 0.2)], 0));
         view.Log("worker w1 joined");
         view.Step(status);
         string text = output.ToString();
