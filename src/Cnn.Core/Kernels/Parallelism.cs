@@ -36,7 +36,9 @@ public static class Parallelism
     public static void For(int blocks, long totalWork, IBlockJob job)
     {
         int threads = Math.Min(_maxThreads, blocks);
-        if (threads <= 1 || totalWork < MinWorkPerFork || Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        // Inside a block (a lane of a step) a kernel runs inline without touching the shared
+        // counters: the lanes' kernels would otherwise compare-exchange one cache line between cores.
+        if (t_inBlock || threads <= 1 || totalWork < MinWorkPerFork || Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             for (int b = 0; b < blocks; b++) job.Run(b);
             return;
@@ -63,14 +65,21 @@ public static class Parallelism
         }
     }
 
+    [ThreadStatic] static bool t_inBlock;
+
     static void RunBlocks(IBlockJob job)
     {
         int blocks = _blocks, b;
-        while ((b = Interlocked.Increment(ref _next) - 1) < blocks)
+        t_inBlock = true;
+        try
         {
-            job.Run(b);
-            if (Interlocked.Increment(ref _done) == blocks) Finished.Set();
+            while ((b = Interlocked.Increment(ref _next) - 1) < blocks)
+            {
+                job.Run(b);
+                if (Interlocked.Increment(ref _done) == blocks) Finished.Set();
+            }
         }
+        finally { t_inBlock = false; }
     }
 
     static void EnsureHelpers(int count)
