@@ -121,6 +121,10 @@ public static unsafe class FixedPointGradient
             fixed (long* x = a)
             fixed (long* y = b)
                 for (; i + 8 <= a.Length; i += 8) (Vector512.Load(x + i) + Vector512.Load(y + i)).Store(x + i);
+        else if (Vector256.IsHardwareAccelerated)
+            fixed (long* x = a)
+            fixed (long* y = b)
+                for (; i + 4 <= a.Length; i += 4) (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
         for (; i < a.Length; i++) a[i] += b[i];
     }
 }
