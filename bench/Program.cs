@@ -173,6 +173,9 @@ if (only.Contains("cluster"))
                 compute_share = f.ComputeShare, allreduce_share = f.ReduceShare, other_share = f.OtherShare, wall_seconds = f.WallSeconds,
                 allreduce_bytes_per_step = f.AllReduceBytesPerStep, raw_allreduce_bytes_per_step = f.RawAllReduceBytesPerStep,
                 allreduce_bytes_share_of_raw = f.RawAllReduceBytesPerStep > 0 ? Math.Round(f.AllReduceBytesPerStep / f.RawAllReduceBytesPerStep, 4) : (double?)null,
+                // With the compute section in the same run: images/s over what the workers' cores
+                // compute alone (each worker has cores / workers threads; 1 thread each for 2 workers).
+                efficiency = w == 2 && oneThread.TryGetValue(model, out var alone) ? Math.Round(f.ImagesPerSecond / (2 * alone.ImagesPerSecond), 3) : (double?)null,
             });
             Progress($"cluster {model} {w} worker process(es): {f.ImagesPerSecond:F0} img/s steady, {f.RunImagesPerSecond:F0} over the run (compute {f.ComputeShare:P0}, all-reduce {f.ReduceShare:P0}, other {f.OtherShare:P0}); " +
                      $"all-reduce {f.AllReduceBytesPerStep / 1e6:F2} MB per step, raw int64s {f.RawAllReduceBytesPerStep / 1e6:F2} MB");
