@@ -13,7 +13,7 @@ namespace DistTrain.Cnn.Kernels;
 /// with 256-bit, 6 x 8 with 128-bit: one generic tile, <see cref="IVectorOps{TVec}"/>); when
 /// several tiles share a panel of B, the panel is first copied to a contiguous buffer so that the
 /// tiles stream it from L1 instead of striding through B. NT computes 4 rows of A against 8 rows
-/// of B at once (two dot products' 8 lanes per 512-bit register, or 4 x 2 dot products in 256-bit
+/// of B at once (two dot products' 8 lanes per 512-bit register, or 4 x 3 dot products in 256-bit
 /// registers), and walks k in chunks so both operands stay in cache; the lanes, their order and
 /// the horizontal sum are those of <see cref="Dot"/>.
 public static unsafe class Gemm
@@ -359,10 +359,52 @@ public static unsafe class Gemm
         }
     }
 
-    /// <see cref="NTPairs256"/> over the four pairs of B's rows of one 4 x 8 tile.
+    /// One 4 x 8 tile of NT's lane sums in 256-bit registers: columns 0-2, 3-5 and 6-7 of B in
+    /// turn, 12 accumulators at a time (the 16 registers of AVX2 hold them beside 3 rows of B and
+    /// one of A; pairs of columns, 8 accumulators, left the multiply-adds' latency uncovered).
     static void NTPairs(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
     {
-        for (int pair = 0; pair < NTCols / 2; pair++) NTPairs256(a, lda, b + (long)2 * pair * ldb, ldb, p0, p1, lanes + pair * 16, fresh);
+        NTColumns256<R3>(a, lda, b, ldb, p0, p1, lanes, 0, fresh);
+        NTColumns256<R3>(a, lda, b, ldb, p0, p1, lanes, 3, fresh);
+        NTColumns256<R2>(a, lda, b, ldb, p0, p1, lanes, 6, fresh);
+    }
+
+    /// Adds p0..p1 of the dot products of rows a[0..4] with rows b[c0..c0 + C] to their lane sums,
+    /// in <see cref="NTTile"/>'s layout; each lane is the FMA chain of <see cref="Dot"/>.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void NTColumns256<TC>(float* a, int lda, float* b, int ldb, int p0, int p1, float* tile, int c0, bool fresh) where TC : struct, ICount
+    {
+        int nc = TC.Count;
+        float* l0 = tile + LaneOffset(0, c0, NTRows), l1 = tile + LaneOffset(0, c0 + 1, NTRows), l2 = tile + LaneOffset(0, c0 + Math.Min(2, nc - 1), NTRows);
+        const int Row = 4 * 16;   // floats between a tile's rows in the lane layout
+        Vector256<float> s00, s01, s02 = default, s10, s11, s12 = default, s20, s21, s22 = default, s30, s31, s32 = default;
+        if (fresh) s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
+        else
+        {
+            s00 = Vector256.Load(l0); s01 = Vector256.Load(l1);
+            s10 = Vector256.Load(l0 + Row); s11 = Vector256.Load(l1 + Row);
+            s20 = Vector256.Load(l0 + 2 * Row); s21 = Vector256.Load(l1 + 2 * Row);
+            s30 = Vector256.Load(l0 + 3 * Row); s31 = Vector256.Load(l1 + 3 * Row);
+            if (nc > 2) { s02 = Vector256.Load(l2); s12 = Vector256.Load(l2 + Row); s22 = Vector256.Load(l2 + 2 * Row); s32 = Vector256.Load(l2 + 3 * Row); }
+        }
+        nint o1 = lda, o2 = 2 * (nint)lda, o3 = 3 * (nint)lda, q1 = ldb, q2 = 2 * (nint)ldb;
+        float* bc = b + (nint)c0 * ldb;
+        for (nint p = p0; p < p1; p += Lanes)
+        {
+            float* y = bc + p, x = a + p;
+            var y0 = Vector256.Load(y);
+            var y1 = Vector256.Load(y + q1);
+            var y2 = nc > 2 ? Vector256.Load(y + q2) : default;
+            var v = Vector256.Load(x); s00 = Vector256.FusedMultiplyAdd(v, y0, s00); s01 = Vector256.FusedMultiplyAdd(v, y1, s01); if (nc > 2) s02 = Vector256.FusedMultiplyAdd(v, y2, s02);
+            v = Vector256.Load(x + o1); s10 = Vector256.FusedMultiplyAdd(v, y0, s10); s11 = Vector256.FusedMultiplyAdd(v, y1, s11); if (nc > 2) s12 = Vector256.FusedMultiplyAdd(v, y2, s12);
+            v = Vector256.Load(x + o2); s20 = Vector256.FusedMultiplyAdd(v, y0, s20); s21 = Vector256.FusedMultiplyAdd(v, y1, s21); if (nc > 2) s22 = Vector256.FusedMultiplyAdd(v, y2, s22);
+            v = Vector256.Load(x + o3); s30 = Vector256.FusedMultiplyAdd(v, y0, s30); s31 = Vector256.FusedMultiplyAdd(v, y1, s31); if (nc > 2) s32 = Vector256.FusedMultiplyAdd(v, y2, s32);
+        }
+        s00.Store(l0); s01.Store(l1);
+        s10.Store(l0 + Row); s11.Store(l1 + Row);
+        s20.Store(l0 + 2 * Row); s21.Store(l1 + 2 * Row);
+        s30.Store(l0 + 3 * Row); s31.Store(l1 + 3 * Row);
+        if (nc > 2) { s02.Store(l2); s12.Store(l2 + Row); s22.Store(l2 + 2 * Row); s32.Store(l2 + 3 * Row); }
     }
 
     /// <see cref="LaneDot"/> of x with rows y, y + ldb, y + 2 ldb, y + 3 ldb, whose lanes follow one another from `lanes`.
@@ -489,37 +531,6 @@ public static unsafe class Gemm
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Twice(float* x) => Avx512DQ.BroadcastVector256ToVector512(x);
-
-    /// <see cref="NTTile"/> in 256-bit registers for one pair of B's rows: adds p0..p1 of the dot
-    /// products of rows a[0..4] with rows b[0..2] to their lane sums, in NTTile's layout (lanes +
-    /// row * 64 holds (row, b0) in its first 8 floats and (row, b1) in the next 8).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void NTPairs256(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
-    {
-        Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
-        if (fresh) s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
-        else
-        {
-            s00 = Vector256.Load(lanes); s01 = Vector256.Load(lanes + 8);
-            s10 = Vector256.Load(lanes + 64); s11 = Vector256.Load(lanes + 72);
-            s20 = Vector256.Load(lanes + 128); s21 = Vector256.Load(lanes + 136);
-            s30 = Vector256.Load(lanes + 192); s31 = Vector256.Load(lanes + 200);
-        }
-        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, b1 = b + ldb;
-        for (int p = p0; p < p1; p += Lanes)
-        {
-            var y0 = Vector256.Load(b + p);
-            var y1 = Vector256.Load(b1 + p);
-            var x = Vector256.Load(a + p); s00 = Vector256.FusedMultiplyAdd(x, y0, s00); s01 = Vector256.FusedMultiplyAdd(x, y1, s01);
-            x = Vector256.Load(a1 + p); s10 = Vector256.FusedMultiplyAdd(x, y0, s10); s11 = Vector256.FusedMultiplyAdd(x, y1, s11);
-            x = Vector256.Load(a2 + p); s20 = Vector256.FusedMultiplyAdd(x, y0, s20); s21 = Vector256.FusedMultiplyAdd(x, y1, s21);
-            x = Vector256.Load(a3 + p); s30 = Vector256.FusedMultiplyAdd(x, y0, s30); s31 = Vector256.FusedMultiplyAdd(x, y1, s31);
-        }
-        s00.Store(lanes); s01.Store(lanes + 8);
-        s10.Store(lanes + 64); s11.Store(lanes + 72);
-        s20.Store(lanes + 128); s21.Store(lanes + 136);
-        s30.Store(lanes + 192); s31.Store(lanes + 200);
-    }
 
     /// The end of <see cref="Dot"/> for each element of a 4 x 8 tile: the horizontal sum of its
     /// lanes, then the scalar tail p = kv..k-1, then the store or the add into C.
