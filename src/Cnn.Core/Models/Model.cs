@@ -20,7 +20,7 @@ public sealed class Model
     public SampleShape InputShape { get; }
     public SampleShape OutputShape => _layers[^1].OutputShape;
     public IReadOnlyList<Layer> Layers => _layers;
-    public float[] Parameters { get; }
+    public float[] Parameters { get; private set; }
     public float[] Gradients { get; }
     /// Named slices of <see cref="Parameters"/> ("conv1.weight", ...), in memory order.
     public IReadOnlyList<ParameterView> Views { get; }
@@ -31,6 +31,16 @@ public sealed class Model
     /// The same layers over THIS model's parameter vector, with a gradient vector and activations
     /// of their own: another thread computes micro-batches with it while the parameters stay one.
     public Model Replicate() => Create(Spec, shared: Parameters);
+
+    /// Makes `parameters` (a vector of the same length) the model's parameters: every layer reads
+    /// and the optimizer writes there from now on. The training step alternates two vectors this
+    /// way, so that the one before an update is kept without being copied.
+    public void UseParameters(float[] parameters)
+    {
+        if (parameters.Length != ParameterCount) throw new ArgumentException($"{parameters.Length} parameters for model {Name} of {ParameterCount}");
+        Parameters = parameters;
+        foreach (var layer in _layers) layer.Bind(parameters, Gradients, layer.ParameterOffset);
+    }
 
     static Model Create(ModelSpec spec, float[]? shared)
     {

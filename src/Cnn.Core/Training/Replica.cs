@@ -51,11 +51,12 @@ public sealed class Replica
 
     // The replica before its newest update, kept until the next one: when a peer is lost after this
     // replica applied step t but before the coordinator committed it, step t is rolled back and redone.
-    readonly float[] _undoParameters;
-    readonly float[][] _undoState;
-    /// The optimizer's state vectors, fixed for its lifetime (its State property builds a new list per call).
-    readonly float[][] _state;
-    long _undoOptimizerSteps, _undoStep = -1;
+    // An update reads one parameter vector and writes the other (the optimizer does the same with its
+    // state), and the two change places: undoing is changing them back, and nothing is copied.
+    float[] _spareParameters;
+    long _undoStep = -1;
+    /// How many vectors the optimizer keeps beside the parameters (its State builds a list per call).
+    readonly int _stateVectors;
 
     /// A replica of `plan` over a training split of `trainCount` samples whose state is model and
     /// optimizer after `step` updates. `train`: the replica's own copy of the training split, or
@@ -87,9 +88,8 @@ public sealed class Replica
         _evaluation = new EvaluationJob(this);
         _update = new UpdateJob(this);
         _microStats = new BatchStats[plan.MicroBatchCount];
-        _undoParameters = new float[model.ParameterCount];
-        _state = optimizer.State.Select(v => v.Values).ToArray();
-        _undoState = _state.Select(v => new float[v.Length]).ToArray();
+        _spareParameters = new float[model.ParameterCount];
+        _stateVectors = optimizer.State.Count;
         TotalSteps = plan.TotalSteps(trainCount);
     }
 
@@ -203,6 +203,7 @@ public sealed class Replica
         }
 
         public long[] Sums => _sums;
+        public Model Model => _model;
         public bool Diverged { get; private set; }
 
         /// Computes the lane's micro-batches of the run; the only lane tells the exchange itself.
@@ -272,16 +273,26 @@ public sealed class Replica
         var share = _share ?? throw new InvalidOperationException($"step {Step + 1}: nothing computed to apply");
         _share = null;
         if (share.Diverged) return share;
-        _undoOptimizerSteps = Optimizer.Steps;
         _undoStep = Step;
         Optimizer.BeginStep();
         _update.Run((float)_schedule.At(Step));
+        Optimizer.EndStep();
+        SwapParameters();
         Step++;
         return share;
     }
 
+    /// The spare parameter vector becomes the model's (in every lane), the model's the spare.
+    void SwapParameters()
+    {
+        var current = Model.Parameters;
+        foreach (var lane in _lanes) lane.Model.UseParameters(_spareParameters);
+        _spareParameters = current;
+    }
+
     /// The update of one step over ranges of the vectors, on the kernel threads: each element is
-    /// converted from its fixed-point total, kept for the undo and updated, exactly as in one pass.
+    /// converted from its fixed-point total and updated from the model's parameters into the
+    /// spare vector, exactly as in one pass.
     sealed class UpdateJob(Replica replica) : IBlockJob
     {
         const int Block = 1 << 16;   // a multiple of every vector width
@@ -291,7 +302,7 @@ public sealed class Replica
         {
             _learningRate = learningRate;
             int length = replica.Model.ParameterCount;
-            Parallelism.For((length + Block - 1) / Block, 8L * length * (1 + replica._state.Length), this);
+            Parallelism.For((length + Block - 1) / Block, 8L * length * (1 + replica._stateVectors), this);
         }
 
         public void Run(int block)
@@ -299,11 +310,8 @@ public sealed class Replica
             var r = replica;
             int start = block * Block, n = Math.Min(Block, r.Model.ParameterCount - start);
             var gradients = r.Model.Gradients.AsSpan(start, n);
-            var parameters = r.Model.Parameters.AsSpan(start, n);
             FixedPointGradient.ToFloat(r._sums.AsSpan(start, n), gradients);
-            parameters.CopyTo(r._undoParameters.AsSpan(start, n));
-            for (int i = 0; i < r._state.Length; i++) r._state[i].AsSpan(start, n).CopyTo(r._undoState[i].AsSpan(start, n));
-            r.Optimizer.ApplyRange(parameters, gradients, _learningRate, start);
+            r.Optimizer.ApplyRange(r.Model.Parameters.AsSpan(start, n), r._spareParameters.AsSpan(start, n), gradients, _learningRate, start);
         }
     }
 
@@ -318,9 +326,8 @@ public sealed class Replica
         _share = null;
         if (Step == step + 1 && _undoStep == step)
         {
-            _undoParameters.CopyTo(Model.Parameters);
-            for (int i = 0; i < _state.Length; i++) _undoState[i].CopyTo(_state[i], 0);
-            Optimizer.Steps = _undoOptimizerSteps;
+            SwapParameters();
+            Optimizer.UndoStep();
             Step = step;
             _undoStep = -1;
         }

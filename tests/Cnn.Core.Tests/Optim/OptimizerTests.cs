@@ -126,6 +126,7 @@ public class OptimizerTests
         float[] Random() => Enumerable.Range(0, 1000).Select(_ => rng.NextFloat() - 0.5f).ToArray();
         var p = Random();
         var ranged = (float[])p.Clone();
+        var spare = new float[p.Length];
         var whole = Optimizer.Create(settings, p.Length);
         var pieces = Optimizer.Create(settings, p.Length);
         int[] cuts = [0, 17, 33, 333, 334, 1000];
@@ -133,13 +134,43 @@ public class OptimizerTests
         {
             var g = Random();
             whole.Step(p, g, 0.05f);
+            // The pieces read one parameter vector and write the other, as the training step does.
             pieces.BeginStep();
             for (int c = cuts.Length - 2; c >= 0; c--)   // any order: ranges are independent
-                pieces.ApplyRange(ranged.AsSpan(cuts[c], cuts[c + 1] - cuts[c]), g.AsSpan(cuts[c], cuts[c + 1] - cuts[c]), 0.05f, cuts[c]);
+            {
+                int at = cuts[c], n = cuts[c + 1] - cuts[c];
+                pieces.ApplyRange(ranged.AsSpan(at, n), spare.AsSpan(at, n), g.AsSpan(at, n), 0.05f, at);
+            }
+            pieces.EndStep();
+            (ranged, spare) = (spare, ranged);
         }
         Assert.Equal(p, ranged);
         for (int i = 0; i < whole.State.Count; i++) Assert.Equal(whole.State[i].Values, pieces.State[i].Values);
-        Assert.Throws<ArgumentException>(() => pieces.ApplyRange(ranged.AsSpan(990, 20 - 10), new float[10], 0.05f, 995));
+        Assert.Throws<ArgumentException>(() => pieces.ApplyRange(ranged.AsSpan(990, 10), spare.AsSpan(990, 10), new float[10], 0.05f, 995));
+    }
+
+    [Theory]
+    [InlineData(OptimizerKind.Momentum)]
+    [InlineData(OptimizerKind.Adam)]
+    [InlineData(OptimizerKind.AdamW)]
+    public void UndoStep_gives_back_the_state_and_step_count_before_the_step(OptimizerKind kind)
+    {
+        var settings = new OptimizerSettings(kind, WeightDecay: 0.01);
+        var rng = new DeterministicRandom(9);
+        float[] Random() => Enumerable.Range(0, 100).Select(_ => rng.NextFloat() - 0.5f).ToArray();
+        var opt = Optimizer.Create(settings, 100);
+        var p = Random();
+        opt.Step(p, Random(), 0.05f);
+        var before = opt.State.Select(s => s.Values.ToArray()).ToArray();
+        long steps = opt.Steps;
+        var q = (float[])p.Clone();
+        opt.BeginStep();
+        opt.ApplyRange(p, q, Random(), 0.05f, 0);
+        opt.EndStep();
+        Assert.NotEqual(before[0], opt.State[0].Values);
+        opt.UndoStep();
+        Assert.Equal(steps, opt.Steps);
+        for (int i = 0; i < before.Length; i++) Assert.Equal(before[i], opt.State[i].Values);
     }
 
     sealed class FloatComparer(float tol) : IEqualityComparer<float>
