@@ -63,25 +63,26 @@ public sealed class Conv2D : Layer
     /// and from memory).
     const int BatchColumnBytes = 2 << 20;
 
-    /// The samples per group: the whole batch when its columns are small, else a multiple of the
-    /// fewest whose positions are a multiple of 8 (the lanes of a dot product), as many as fit
-    /// <see cref="GroupColumnBytes"/>.
+    /// The samples per group (at most the batch): the whole batch when its columns are small, else
+    /// a multiple of the fewest whose positions are a multiple of 8 (the lanes of a dot product),
+    /// as many as fit <see cref="GroupColumnBytes"/>. Forward and backward get the same, so the
+    /// backward pass knows whether the forward pass's columns are still there (one group).
     int GroupSize(ConvGeometry g, int batch)
     {
-        int unit = 8 / (int)System.Numerics.BigInteger.GreatestCommonDivisor(g.Positions, 8);
+        int unit = 8 >> Math.Min(3, System.Numerics.BitOperations.TrailingZeroCount(g.Positions));   // 8 / gcd(positions, 8)
         if (GroupSamples is int pinned)
-            return pinned % unit == 0 || pinned >= batch ? Math.Max(1, pinned)
+            return pinned % unit == 0 || pinned >= batch ? Math.Clamp(pinned, 1, Math.Max(1, batch))
                 : throw new InvalidOperationException($"groups of {pinned} samples of {g.Positions} positions: not a multiple of 8 columns");
         if (4L * g.PatchSize * g.Positions * batch <= BatchColumnBytes) return Math.Max(1, batch);
         long unitBytes = 4L * g.PatchSize * g.Positions * unit;
-        return unit * (int)Math.Max(1, GroupColumnBytes / unitBytes);
+        return Math.Min(batch, unit * (int)Math.Max(1, GroupColumnBytes / unitBytes));
     }
 
     public override Tensor Forward(Tensor input, in BatchContext context)
     {
         var g = Geometry;
         int n = input.N, positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
-        int group = Math.Min(n, GroupSize(g, n)), inSize = InputShape.Size, outSize = OutChannels * positions;
+        int group = GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
         _input = input;
         var output = Tensor.Ensure(ref _output, OutputShape, n);
         EnsureScratch(group * positions, patch);
@@ -108,11 +109,12 @@ public sealed class Conv2D : Layer
     {
         var g = Geometry;
         int n = gradOutput.N, positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
-        int group = Math.Min(n, GroupSize(g, n)), inSize = InputShape.Size, outSize = OutChannels * positions;
+        int group = GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
         var input = _input ?? throw new InvalidOperationException("backward before forward");
         var gradInput = Tensor.Ensure(ref _gradInput, InputShape, n);
         EnsureScratch(group * positions, patch);
-        if (_lanes.Length < Gemm.NTLaneCount(OutChannels, patch)) _lanes = new float[Gemm.NTLaneCount(OutChannels, patch)];
+        int laneCount = Gemm.NTLaneCount(OutChannels, patch);
+        if (_lanes.Length < laneCount) _lanes = new float[laneCount];
         if (_biasLanes.Length < 8 * OutChannels) _biasLanes = new float[8 * OutChannels];
         Array.Clear(_biasLanes);
         Span<float> gradBias = Gradients[weights..];
