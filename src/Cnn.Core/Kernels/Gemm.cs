@@ -40,6 +40,80 @@ public static unsafe class Gemm
         (job.A, job.B, job.C) = (default, default, default);
     }
 
+    /// C[m,n] = A * B with B a convolution's column matrix read in place (k patch rows, n output
+    /// positions, a multiple of 8): every panel of B is packed straight from the input, and the tiles
+    /// are NN's, so each element gets NN's chain over the unfolded columns.
+    public static void NN(ReadOnlyMemory<float> a, int aRowStride, int aColStride, ConvColumns b, Memory<float> c, int m, int n, int k)
+    {
+        if (n % Lanes != 0) throw new ArgumentException($"NN over columns: {n} positions, expected a multiple of {Lanes}");
+        if (b.Rows.Length < k || b.Chunks.Length < n / Lanes) throw new ArgumentException($"NN over columns: columns of {b.Rows.Length} rows and {b.Chunks.Length * Lanes} positions for {k} x {n}");
+        if (m == 0 || n == 0) return;
+        var job = t_nnColumns ??= new NNColumnsJob();
+        (job.A, job.Ars, job.Acs, job.B, job.C, job.M, job.N, job.K) = (a, aRowStride, aColStride, b, c, m, n, k);
+        Parallelism.For((n + ColumnBlock - 1) / ColumnBlock, (long)m * n * k, job);
+        (job.A, job.B, job.C) = (default, default, default);
+    }
+
+    [ThreadStatic] static NNColumnsJob? t_nnColumns;
+
+    sealed class NNColumnsJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> A;
+        public ConvColumns B;
+        public Memory<float> C;
+        public int Ars, Acs, M, N, K;
+
+        public void Run(int blk)
+        {
+            int j = blk * ColumnBlock, j1 = Math.Min(N, j + ColumnBlock);
+            fixed (float* a = A.Span)
+            fixed (float* source = B.Source.Span)
+            fixed (int* rows = B.Rows)
+            fixed (int* chunks = B.Chunks)
+            fixed (float* c = C.Span)
+            {
+                var b = new ColumnRows(source, rows, chunks);
+                // The widest panels first, then narrower ones down to 8 columns, which n is a multiple of.
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    j = PackedPanels<V512, Vector512<float>, Wide512>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                    j = PackedPanels<V512, Vector512<float>, R2>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                    j = PackedPanels<V512, Vector512<float>, R1>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                    j = PackedPanels<V256, Vector256<float>, R1>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                }
+                else if (Vector256.IsHardwareAccelerated)
+                {
+                    j = PackedPanels<V256, Vector256<float>, Wide256>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                    j = PackedPanels<V256, Vector256<float>, R1>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                }
+                else j = PackedPanels<V128, Vector128<float>, Wide256>(a, Ars, Acs, b, c, M, j, j1, N, K);
+                if (j != j1) throw new InvalidOperationException($"NN over columns: columns {j}..{j1} left");
+            }
+        }
+    }
+
+    /// The whole panels (TW vectors wide) of columns j0..j1 of B read through `b`, each packed from its
+    /// runs of 8 columns and then run through every row of A in tiles; returns where the panels end.
+    static int PackedPanels<TV, TVec, TW>(float* a, int ars, int acs, ColumnRows b, float* c, int m, int j0, int j1, int n, int k)
+        where TV : struct, IVectorOps<TVec> where TVec : struct where TW : struct, ICount
+    {
+        int width = TW.Count * TV.Count;
+        int jEnd = j0 + (j1 - j0) / width * width;
+        if (jEnd == j0) return j0;
+        float[] panel = Scratch(ref t_panel, k * width);
+        fixed (float* packed = panel)
+            for (int j = j0; j < jEnd; j += width)
+            {
+                for (int p = 0; p < k; p++)
+                {
+                    float* row = b.Row(p), dst = packed + p * width;
+                    for (int q = 0; q < width; q += Lanes) Vector256.Load(row + b.Offset(j + q)).Store(dst + q);
+                }
+                TileColumn<TV, TVec, TW>(a, ars, acs, packed, width, c + j, n, 0, m, k, acc: false);
+            }
+        return jEnd;
+    }
+
     [ThreadStatic] static NNJob? t_nn;
     [ThreadStatic] static NTJob? t_nt;
     [ThreadStatic] static float[]? t_panel;      // a packed K x 32 panel of B, per thread
@@ -322,6 +396,21 @@ public static unsafe class Gemm
         (j / NTCols * ((m + NTRows - 1) / NTRows) + i / NTRows) * 256 + (i % NTRows * 4 + j % NTCols / 2) * 16 + j % 2 * 8;
 
     [ThreadStatic] static NTLanesJob? t_ntLanes;
+    [ThreadStatic] static NTColumnsLanesJob? t_ntColumnsLanes;
+
+    /// <see cref="NTLanes"/> with B a convolution's column matrix read in place (B's rows are its
+    /// patch rows, count its output positions): the lanes and chains of NTLanes over the unfolded columns.
+    public static void NTLanes(ReadOnlyMemory<float> a, int lda, ConvColumns b, int m, int n, int count, Memory<float> lanes, bool first)
+    {
+        if (count % Lanes != 0) throw new ArgumentException($"NT lanes: a piece of {count} columns, expected a multiple of {Lanes}");
+        if (lanes.Length < NTLaneCount(m, n)) throw new ArgumentException($"NT lanes: {lanes.Length} floats for {m} x {n}, expected {NTLaneCount(m, n)}");
+        if (b.Rows.Length < n || b.Chunks.Length < count / Lanes) throw new ArgumentException($"NT lanes: columns of {b.Rows.Length} rows and {b.Chunks.Length * Lanes} positions for {n} x {count}");
+        if (m == 0 || n == 0 || count == 0 && !first) return;
+        var job = t_ntColumnsLanes ??= new NTColumnsLanesJob();
+        (job.A, job.Lda, job.B, job.M, job.N, job.Count, job.Lanes, job.First) = (a, lda, b, m, n, count, lanes, first);
+        Parallelism.For((n + NTCols - 1) / NTCols, (long)m * n * count, job);
+        (job.A, job.B, job.Lanes) = (default, default, default);
+    }
 
     sealed class NTLanesJob : IBlockJob
     {
@@ -332,47 +421,72 @@ public static unsafe class Gemm
 
         public void Run(int blk)
         {
-            int j0 = blk * NTCols, cols = Math.Min(NTCols, N - j0);
-            bool wide = Vector512.IsHardwareAccelerated, tiles = cols == NTCols && (wide || Vector256.IsHardwareAccelerated);
             fixed (float* a = A.Span)
             fixed (float* b = B.Span)
             fixed (float* l = Lanes.Span)
-                for (int i0 = 0; i0 < M; i0 += NTRows)
-                {
-                    float* tile = l + LaneOffset(i0, j0, M);
-                    float* ai = a + (long)i0 * Lda, bj = b + (long)j0 * Ldb;
-                    if (tiles && i0 + NTRows <= M)
-                    {
-                        if (wide) NTTile(ai, Lda, bj, Ldb, 0, Count, tile, First);
-                        else NTPairs(ai, Lda, bj, Ldb, 0, Count, tile, First);
-                        continue;
-                    }
-                    // A partial tile: row by row, four columns at a time (their lanes lie side by side), the same lanes.
-                    for (int r = 0; r < Math.Min(NTRows, M - i0); r++)
-                    {
-                        float* ar = ai + (long)r * Lda, lr = tile + r * 4 * 16;
-                        int col = 0;
-                        for (; col + 4 <= cols; col += 4) LaneDot4(ar, bj + (long)col * Ldb, Ldb, Count, lr + col * 8, First);
-                        for (; col < cols; col++) LaneDot(ar, bj + (long)col * Ldb, Count, lr + col * 8, First);
-                    }
-                }
+                NTLanesBlock(a, Lda, new DenseRows(b, Ldb), M, N, Count, l, First, blk);
+        }
+    }
+
+    sealed class NTColumnsLanesJob : IBlockJob
+    {
+        public ReadOnlyMemory<float> A;
+        public ConvColumns B;
+        public Memory<float> Lanes;
+        public int Lda, M, N, Count;
+        public bool First;
+
+        public void Run(int blk)
+        {
+            fixed (float* a = A.Span)
+            fixed (float* source = B.Source.Span)
+            fixed (int* rows = B.Rows)
+            fixed (int* chunks = B.Chunks)
+            fixed (float* l = Lanes.Span)
+                NTLanesBlock(a, Lda, new ColumnRows(source, rows, chunks), M, N, Count, l, First, blk);
+        }
+    }
+
+    /// Columns blk * 8 .. + 8 of NTLanes: full 4 x 8 tiles in registers, partial ones row by row.
+    static void NTLanesBlock<TB>(float* a, int lda, TB b, int m, int n, int count, float* l, bool first, int blk) where TB : struct, IRowSource
+    {
+        int j0 = blk * NTCols, cols = Math.Min(NTCols, n - j0);
+        bool wide = Vector512.IsHardwareAccelerated, tiles = cols == NTCols && (wide || Vector256.IsHardwareAccelerated);
+        for (int i0 = 0; i0 < m; i0 += NTRows)
+        {
+            float* tile = l + LaneOffset(i0, j0, m);
+            float* ai = a + (long)i0 * lda;
+            if (tiles && i0 + NTRows <= m)
+            {
+                if (wide) NTTile(ai, lda, b, j0, 0, count, tile, first);
+                else NTPairs(ai, lda, b, j0, 0, count, tile, first);
+                continue;
+            }
+            // A partial tile: row by row, four columns at a time (their lanes lie side by side), the same lanes.
+            for (int r = 0; r < Math.Min(NTRows, m - i0); r++)
+            {
+                float* ar = ai + (long)r * lda, lr = tile + r * 4 * 16;
+                int col = 0;
+                for (; col + 4 <= cols; col += 4) LaneDot4(ar, b, j0 + col, count, lr + col * 8, first);
+                for (; col < cols; col++) LaneDot(ar, b, j0 + col, count, lr + col * 8, first);
+            }
         }
     }
 
     /// One 4 x 8 tile of NT's lane sums in 256-bit registers: columns 0-2, 3-5 and 6-7 of B in
     /// turn, 12 accumulators at a time (the 16 registers of AVX2 hold them beside 3 rows of B and
     /// one of A; pairs of columns, 8 accumulators, left the multiply-adds' latency uncovered).
-    static void NTPairs(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
+    static void NTPairs<TB>(float* a, int lda, TB b, int j0, int p0, int p1, float* lanes, bool fresh) where TB : struct, IRowSource
     {
-        NTColumns256<R3>(a, lda, b, ldb, p0, p1, lanes, 0, fresh);
-        NTColumns256<R3>(a, lda, b, ldb, p0, p1, lanes, 3, fresh);
-        NTColumns256<R2>(a, lda, b, ldb, p0, p1, lanes, 6, fresh);
+        NTColumns256<TB, R3>(a, lda, b, j0, p0, p1, lanes, 0, fresh);
+        NTColumns256<TB, R3>(a, lda, b, j0, p0, p1, lanes, 3, fresh);
+        NTColumns256<TB, R2>(a, lda, b, j0, p0, p1, lanes, 6, fresh);
     }
 
-    /// Adds p0..p1 of the dot products of rows a[0..4] with rows b[c0..c0 + C] to their lane sums,
+    /// Adds p0..p1 of the dot products of rows a[0..4] with B's rows j0 + c0 .. + C to their lane sums,
     /// in <see cref="NTTile"/>'s layout; each lane is the FMA chain of <see cref="Dot"/>.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void NTColumns256<TC>(float* a, int lda, float* b, int ldb, int p0, int p1, float* tile, int c0, bool fresh) where TC : struct, ICount
+    static void NTColumns256<TB, TC>(float* a, int lda, TB b, int j0, int p0, int p1, float* tile, int c0, bool fresh) where TB : struct, IRowSource where TC : struct, ICount
     {
         int nc = TC.Count;
         float* l0 = tile + LaneOffset(0, c0, NTRows), l1 = tile + LaneOffset(0, c0 + 1, NTRows), l2 = tile + LaneOffset(0, c0 + Math.Min(2, nc - 1), NTRows);
@@ -387,14 +501,15 @@ public static unsafe class Gemm
             s30 = Vector256.Load(l0 + 3 * Row); s31 = Vector256.Load(l1 + 3 * Row);
             if (nc > 2) { s02 = Vector256.Load(l2); s12 = Vector256.Load(l2 + Row); s22 = Vector256.Load(l2 + 2 * Row); s32 = Vector256.Load(l2 + 3 * Row); }
         }
-        nint o1 = lda, o2 = 2 * (nint)lda, o3 = 3 * (nint)lda, q1 = ldb, q2 = 2 * (nint)ldb;
-        float* bc = b + (nint)c0 * ldb;
+        nint o1 = lda, o2 = 2 * (nint)lda, o3 = 3 * (nint)lda;
+        float* r0 = b.Row(j0 + c0), r1 = b.Row(j0 + c0 + 1), r2 = b.Row(j0 + c0 + Math.Min(2, nc - 1));
         for (nint p = p0; p < p1; p += Lanes)
         {
-            float* y = bc + p, x = a + p;
-            var y0 = Vector256.Load(y);
-            var y1 = Vector256.Load(y + q1);
-            var y2 = nc > 2 ? Vector256.Load(y + q2) : default;
+            nint o = b.Offset(p);
+            float* x = a + p;
+            var y0 = Vector256.Load(r0 + o);
+            var y1 = Vector256.Load(r1 + o);
+            var y2 = nc > 2 ? Vector256.Load(r2 + o) : default;
             var v = Vector256.Load(x); s00 = Vector256.FusedMultiplyAdd(v, y0, s00); s01 = Vector256.FusedMultiplyAdd(v, y1, s01); if (nc > 2) s02 = Vector256.FusedMultiplyAdd(v, y2, s02);
             v = Vector256.Load(x + o1); s10 = Vector256.FusedMultiplyAdd(v, y0, s10); s11 = Vector256.FusedMultiplyAdd(v, y1, s11); if (nc > 2) s12 = Vector256.FusedMultiplyAdd(v, y2, s12);
             v = Vector256.Load(x + o2); s20 = Vector256.FusedMultiplyAdd(v, y0, s20); s21 = Vector256.FusedMultiplyAdd(v, y1, s21); if (nc > 2) s22 = Vector256.FusedMultiplyAdd(v, y2, s22);
@@ -407,29 +522,31 @@ public static unsafe class Gemm
         if (nc > 2) { s02.Store(l2); s12.Store(l2 + Row); s22.Store(l2 + 2 * Row); s32.Store(l2 + 3 * Row); }
     }
 
-    /// <see cref="LaneDot"/> of x with rows y, y + ldb, y + 2 ldb, y + 3 ldb, whose lanes follow one another from `lanes`.
-    static void LaneDot4(float* x, float* y, int ldb, int count, float* lanes, bool fresh)
+    /// <see cref="LaneDot"/> of x with B's rows j .. j + 3, whose lanes follow one another from `lanes`.
+    static void LaneDot4<TB>(float* x, TB b, int j, int count, float* lanes, bool fresh) where TB : struct, IRowSource
     {
-        float* y1 = y + ldb, y2 = y + 2 * ldb, y3 = y + 3 * ldb;
+        float* y0 = b.Row(j), y1 = b.Row(j + 1), y2 = b.Row(j + 2), y3 = b.Row(j + 3);
         Vector256<float> s0, s1, s2, s3;
         if (fresh) s0 = s1 = s2 = s3 = Vector256<float>.Zero;
         else { s0 = Vector256.Load(lanes); s1 = Vector256.Load(lanes + 8); s2 = Vector256.Load(lanes + 16); s3 = Vector256.Load(lanes + 24); }
-        for (int p = 0; p < count; p += Lanes)
+        for (nint p = 0; p < count; p += Lanes)
         {
+            nint o = b.Offset(p);
             var xv = Vector256.Load(x + p);
-            s0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y + p), s0);
-            s1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y1 + p), s1);
-            s2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y2 + p), s2);
-            s3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y3 + p), s3);
+            s0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y0 + o), s0);
+            s1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y1 + o), s1);
+            s2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y2 + o), s2);
+            s3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(y3 + o), s3);
         }
         s0.Store(lanes); s1.Store(lanes + 8); s2.Store(lanes + 16); s3.Store(lanes + 24);
     }
 
-    /// The 8 lanes of <see cref="Dot"/> of x and y over [0, count), added to lanes (or from zero when fresh).
-    static void LaneDot(float* x, float* y, int count, float* lanes, bool fresh)
+    /// The 8 lanes of <see cref="Dot"/> of x and B's row j over [0, count), added to lanes (or from zero when fresh).
+    static void LaneDot<TB>(float* x, TB b, int j, int count, float* lanes, bool fresh) where TB : struct, IRowSource
     {
+        float* y = b.Row(j);
         var s = fresh ? Vector256<float>.Zero : Vector256.Load(lanes);
-        for (int p = 0; p < count; p += Lanes) s = Vector256.FusedMultiplyAdd(Vector256.Load(x + p), Vector256.Load(y + p), s);
+        for (nint p = 0; p < count; p += Lanes) s = Vector256.FusedMultiplyAdd(Vector256.Load(x + p), Vector256.Load(y + b.Offset(p)), s);
         s.Store(lanes);
     }
 
@@ -456,8 +573,8 @@ public static unsafe class Gemm
                         {
                             int p1 = Math.Min(kv, p0 + NTChunk);
                             for (int t = 0; t < full; t += NTRows)
-                                if (wide) NTTile(a + (long)t * k, k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256, p0 == 0);
-                                else NTPairs(a + (long)t * k, k, b + (long)j0 * k, k, p0, p1, l + t / NTRows * 256, p0 == 0);
+                                if (wide) NTTile(a + (long)t * k, k, new DenseRows(b, k), j0, p0, p1, l + t / NTRows * 256, p0 == 0);
+                                else NTPairs(a + (long)t * k, k, new DenseRows(b, k), j0, p0, p1, l + t / NTRows * 256, p0 == 0);
                         }
                         for (int t = 0; t < full; t += NTRows)
                             NTFinish(a + (long)t * k, b + (long)j0 * k, k, kv, l + t / NTRows * 256, c + (long)t * n + j0, n, acc);
@@ -484,7 +601,7 @@ public static unsafe class Gemm
     /// lanes[(row * 4 + pair) * 16 ..] holds (row, 2 pair) in its lower 8 floats, (row, 2 pair + 1)
     /// in its upper 8. Each lane l is the FMA chain over p = l, l + 8, ... of <see cref="Dot"/>.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void NTTile(float* a, int lda, float* b, int ldb, int p0, int p1, float* lanes, bool fresh)
+    static void NTTile<TB>(float* a, int lda, TB b, int j0, int p0, int p1, float* lanes, bool fresh) where TB : struct, IRowSource
     {
         Vector512<float> s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33;
         if (fresh)
@@ -497,13 +614,14 @@ public static unsafe class Gemm
             s30 = Vector512.Load(lanes + 192); s31 = Vector512.Load(lanes + 208); s32 = Vector512.Load(lanes + 224); s33 = Vector512.Load(lanes + 240);
         }
         float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda;
-        float* b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb, b4 = b + 4 * ldb, b5 = b + 5 * ldb, b6 = b + 6 * ldb, b7 = b + 7 * ldb;
-        for (int p = p0; p < p1; p += Lanes)
+        float* b0 = b.Row(j0), b1 = b.Row(j0 + 1), b2 = b.Row(j0 + 2), b3 = b.Row(j0 + 3), b4 = b.Row(j0 + 4), b5 = b.Row(j0 + 5), b6 = b.Row(j0 + 6), b7 = b.Row(j0 + 7);
+        for (nint p = p0; p < p1; p += Lanes)
         {
-            var y0 = Pair(b + p, b1 + p);
-            var y1 = Pair(b2 + p, b3 + p);
-            var y2 = Pair(b4 + p, b5 + p);
-            var y3 = Pair(b6 + p, b7 + p);
+            nint o = b.Offset(p);
+            var y0 = Pair(b0 + o, b1 + o);
+            var y1 = Pair(b2 + o, b3 + o);
+            var y2 = Pair(b4 + o, b5 + o);
+            var y3 = Pair(b6 + o, b7 + o);
             var x = Twice(a + p);
             s00 = Vector512.FusedMultiplyAdd(x, y0, s00); s01 = Vector512.FusedMultiplyAdd(x, y1, s01);
             s02 = Vector512.FusedMultiplyAdd(x, y2, s02); s03 = Vector512.FusedMultiplyAdd(x, y3, s03);

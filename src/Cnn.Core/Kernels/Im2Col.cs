@@ -51,9 +51,9 @@ public static class Im2Col
     {
         public ReadOnlyMemory<float> Col;
         public Memory<float> GradInput;
-        public int Batch;
+        public int Batch, First, Channels;
         public ConvGeometry G;
-        public void Run(int plane) => FoldPlane(Col.Span, Batch, G, GradInput.Span, plane);
+        public void Run(int plane) => FoldPlane(Col.Span, Batch, G, GradInput.Span, plane / Channels, First + plane % Channels, First);
     }
 
     static unsafe void UnfoldRow(ReadOnlySpan<float> input, int batch, ConvGeometry g, Span<float> col, int row)
@@ -84,18 +84,25 @@ public static class Im2Col
     }
 
     /// gradInput (batch x Channels x Height x Width) = the fold of col; overwrites gradInput.
-    public static void Fold(ReadOnlyMemory<float> col, int batch, ConvGeometry g, Memory<float> gradInput)
+    public static void Fold(ReadOnlyMemory<float> col, int batch, ConvGeometry g, Memory<float> gradInput) =>
+        Fold(col, batch, g, gradInput, 0, g.Channels);
+
+    /// The planes of input channels [first, first + channels) of gradInput = the fold of col, which
+    /// holds only those channels' rows (c, ky, kx); overwrites them. Each plane gets the sums of the
+    /// whole fold, so a convolution can fold a block of channels while the block is in cache.
+    public static void Fold(ReadOnlyMemory<float> col, int batch, ConvGeometry g, Memory<float> gradInput, int first, int channels)
     {
-        int planes = batch * g.Channels;
+        if (first < 0 || channels < 0 || first + channels > g.Channels) throw new ArgumentException($"fold: channels {first}..{first + channels} of {g.Channels}");
         var job = t_fold ??= new FoldJob();
-        (job.Col, job.Batch, job.G, job.GradInput) = (col, batch, g, gradInput);
-        Parallelism.For(planes, (long)g.PatchSize * batch * g.Positions, job);
+        (job.Col, job.Batch, job.G, job.GradInput, job.First, job.Channels) = (col, batch, g, gradInput, first, channels);
+        Parallelism.For(batch * channels, (long)channels * g.Kernel * g.Kernel * batch * g.Positions, job);
         (job.Col, job.GradInput) = (default, default);
     }
 
-    static unsafe void FoldPlane(ReadOnlySpan<float> colSpan, int batch, ConvGeometry g, Span<float> gradInput, int planeIndex)
+    /// Plane (n, c) of gradInput from col, whose rows start at channel `firstRow`'s.
+    static unsafe void FoldPlane(ReadOnlySpan<float> colSpan, int batch, ConvGeometry g, Span<float> gradInput, int n, int c, int firstRow)
     {
-        int n = planeIndex / g.Channels, c = planeIndex % g.Channels;
+        int planeIndex = n * g.Channels + c;
         int oh = g.OutHeight, ow = g.OutWidth, plane = g.Height * g.Width, positions = g.Positions, stride = g.Stride;
         Span<float> dstPlane = gradInput.Slice(planeIndex * plane, plane);
         dstPlane.Clear();
@@ -107,7 +114,7 @@ public static class Im2Col
             for (int ky = 0; ky < g.Kernel; ky++)
                 for (int kx = 0; kx < g.Kernel; kx++)
                 {
-                    int row = (c * g.Kernel + ky) * g.Kernel + kx;
+                    int row = ((c - firstRow) * g.Kernel + ky) * g.Kernel + kx;
                     var (lo, hi) = g.ValidColumns(kx);
                     if (hi <= lo) continue;
                     float* src = col + (long)row * batch * positions + (long)n * positions;

@@ -55,6 +55,33 @@ public sealed class Conv2D : Layer
     /// Samples per group (null: chosen from the geometry); tests pin it to compare groupings.
     internal int? GroupSamples { get; set; }
 
+    /// Whether the columns are read in place (<see cref="ConvColumns"/>) instead of unfolded (null:
+    /// chosen); tests pin it to compare the two.
+    internal bool? ColumnsInPlace { get; set; }
+    int[] _columnRows = [], _columnChunks = [];
+    float[] _padded = [];
+
+    /// Columns in place, one sample at a time, where the geometry allows and the batch's columns would
+    /// not stay in cache (a batch with small columns is one product, which costs fewer calls).
+    bool InPlace(ConvGeometry g, int batch)
+    {
+        if (ColumnsInPlace is bool pinned)
+            return !pinned || ConvColumns.Supported(g) ? pinned : throw new InvalidOperationException($"columns in place: not for stride {g.Stride} and {g.OutWidth} wide output rows");
+        return ConvColumns.Supported(g) && 4L * g.PatchSize * g.Positions * batch > BatchColumnBytes;
+    }
+
+    /// Sample s's columns in place: its input as it is, or a zero-padded copy when the convolution pads.
+    ConvColumns Columns(Tensor input, int s, ConvGeometry g)
+    {
+        if (_columnRows.Length != g.PatchSize) (_columnRows, _columnChunks) = ConvColumns.Offsets(g);
+        var sample = input.Memory.Slice(s * g.Channels * g.Height * g.Width, g.Channels * g.Height * g.Width);
+        if (g.Padding == 0) return new ConvColumns(sample, _columnRows, _columnChunks);
+        int size = ConvColumns.PaddedSize(g);
+        if (_padded.Length < size) _padded = new float[size];
+        ConvColumns.Pad(sample.Span, g, _padded);
+        return new ConvColumns(_padded.AsMemory(0, size), _columnRows, _columnChunks);
+    }
+
     /// Bytes of a group's columns to aim for: well inside a core's L2 beside the other operands.
     const int GroupColumnBytes = 256 << 10;
     /// A batch with up to this many bytes of columns is one group: they stay in the caches between
@@ -82,19 +109,24 @@ public sealed class Conv2D : Layer
     {
         var g = Geometry;
         int n = input.N, positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
-        int group = GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
+        bool inPlace = InPlace(g, n);
+        int group = inPlace ? 1 : GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
         _input = input;
         var output = Tensor.Ensure(ref _output, OutputShape, n);
-        EnsureScratch(group * positions, patch);
+        EnsureScratch(inPlace ? 0 : group * positions, patch);
         ReadOnlySpan<float> bias = Parameters[weights..];
         for (int s0 = 0; s0 < n; s0 += group)
         {
             int samples = Math.Min(group, n - s0), columns = samples * positions;
-            var col = _col.AsMemory(0, patch * columns);
-            Im2Col.Unfold(input.Memory.Slice(s0 * inSize, samples * inSize), samples, g, col);
             // out[co, (s,p)] = W[co, :] . col[:, (s,p)]: for one sample, that is its output.
             var product = samples == 1 ? output.Memory.Slice(s0 * outSize, outSize) : _channelMajor.AsMemory(0, OutChannels * columns);
-            Gemm.NN(ParameterMemory[..weights], patch, 1, col, product, OutChannels, columns, patch, accumulate: false);
+            if (inPlace) Gemm.NN(ParameterMemory[..weights], patch, 1, Columns(input, s0, g), product, OutChannels, columns, patch);
+            else
+            {
+                var col = _col.AsMemory(0, patch * columns);
+                Im2Col.Unfold(input.Memory.Slice(s0 * inSize, samples * inSize), samples, g, col);
+                Gemm.NN(ParameterMemory[..weights], patch, 1, col, product, OutChannels, columns, patch, accumulate: false);
+            }
             // [co, s, p] -> [s, co, p], adding the bias.
             ReadOnlySpan<float> src = product.Span;
             Span<float> dst = output.Span.Slice(s0 * outSize, samples * outSize);
@@ -109,10 +141,11 @@ public sealed class Conv2D : Layer
     {
         var g = Geometry;
         int n = gradOutput.N, positions = g.Positions, patch = g.PatchSize, weights = OutChannels * patch;
-        int group = GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
+        bool inPlace = InPlace(g, n);
+        int group = inPlace ? 1 : GroupSize(g, n), inSize = InputShape.Size, outSize = OutChannels * positions;
         var input = _input ?? throw new InvalidOperationException("backward before forward");
         var gradInput = Tensor.Ensure(ref _gradInput, InputShape, n);
-        EnsureScratch(group * positions, patch);
+        EnsureScratch(inPlace ? 0 : group * positions, patch, ComputeInputGradient ? group * positions : 0);
         int laneCount = Gemm.NTLaneCount(OutChannels, patch);
         if (_lanes.Length < laneCount) _lanes = new float[laneCount];
         if (_biasLanes.Length < 8 * OutChannels) _biasLanes = new float[8 * OutChannels];
@@ -142,24 +175,46 @@ public sealed class Conv2D : Layer
                 if (last) gradBias[co] += Elementwise.SumOfLanes(_biasLanes.AsSpan(8 * co, 8), row[whole..]);
             }
             // dW[co, (c,ky,kx)] += sum over (s,p) of gradOut[co,(s,p)] * col[(c,ky,kx),(s,p)]
-            // One group over the batch reads the columns its forward pass left; groups unfold theirs again.
-            var col = _col.AsMemory(0, patch * columns);
-            if (group < n) Im2Col.Unfold(input.Memory.Slice(s0 * inSize, samples * inSize), samples, g, col);
-            Gemm.NTLanes(gradOut, columns, col, columns, OutChannels, patch, whole, _lanes, first: s0 == 0);
+            // One group over the batch reads the columns its forward pass left; groups unfold theirs
+            // again; in place, there is no tail (positions are a multiple of 8).
+            if (inPlace) Gemm.NTLanes(gradOut, columns, Columns(input, s0, g), OutChannels, patch, whole, _lanes, first: s0 == 0);
+            else
+            {
+                var col = _col.AsMemory(0, patch * columns);
+                if (group < n) Im2Col.Unfold(input.Memory.Slice(s0 * inSize, samples * inSize), samples, g, col);
+                Gemm.NTLanes(gradOut, columns, col, columns, OutChannels, patch, whole, _lanes, first: s0 == 0);
+            }
             if (last) Gemm.NTLanesFinish(_lanes, Gradients[..weights], OutChannels, patch, accumulate: true,
-                                         gradOut.Span[whole..], columns, col.Span[whole..], columns, columns - whole);
+                                         gradOut.Span[whole..], columns, inPlace ? default : _col.AsSpan(whole), columns, columns - whole);
             if (!ComputeInputGradient) continue;
-            // dCol = W^T gradOut, then fold the columns back onto the input planes.
-            var gradCol = _gradCol.AsMemory(0, patch * columns);
-            Gemm.NN(ParameterMemory[..weights], 1, patch, gradOut, gradCol, patch, columns, OutChannels, accumulate: false);
-            Im2Col.Fold(gradCol, samples, g, gradInput.Memory.Slice(s0 * inSize, samples * inSize));
+            // dCol = W^T gradOut, then fold the columns back onto the input planes: a block of input
+            // channels at a time, whose rows of dCol stay in cache from the product to the fold.
+            int area = Kernel * Kernel, block = ChannelBlock(g, columns);
+            for (int c0 = 0; c0 < g.Channels; c0 += block)
+            {
+                int channels = Math.Min(block, g.Channels - c0), rows = channels * area;
+                var gradCol = _gradCol.AsMemory(0, rows * columns);
+                Gemm.NN(ParameterMemory[(c0 * area)..weights], 1, patch, gradOut, gradCol, rows, columns, OutChannels, accumulate: false);
+                Im2Col.Fold(gradCol, samples, g, gradInput.Memory.Slice(s0 * inSize, samples * inSize), c0, channels);
+            }
         }
         return gradInput;
     }
 
-    void EnsureScratch(int columns, int patch)
+    /// Input channels per block of the input gradient: as many as keep their rows of dCol within
+    /// <see cref="GroupColumnBytes"/>, at least one (pinned by tests through <see cref="FoldChannels"/>).
+    int ChannelBlock(ConvGeometry g, int columns) =>
+        Math.Clamp(FoldChannels ?? GroupColumnBytes / (4 * Kernel * Kernel * Math.Max(1, columns)), 1, g.Channels);
+
+    /// Input channels per block of the input gradient (null: chosen); tests pin it.
+    internal int? FoldChannels { get; set; }
+
+    /// Buffers for a group's unfolded columns, their gradient and its channel-major product.
+    void EnsureScratch(int columns, int patch, int? gradColumns = null)
     {
-        if (_col.Length < patch * columns) { _col = new float[patch * columns]; _gradCol = new float[patch * columns]; }
+        if (_col.Length < patch * columns) _col = new float[patch * columns];
+        int grad = gradColumns ?? columns;
+        if (_gradCol.Length < patch * grad) _gradCol = new float[patch * grad];
         if (_channelMajor.Length < OutChannels * columns) _channelMajor = new float[OutChannels * columns];
     }
 }

@@ -146,30 +146,64 @@ public class ConvGroupingTests
         var rng = new DeterministicRandom(11);
         var x = new Tensor(shape, n);
         for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextFloat() * 2 - 1;
-        (float[] Output, float[] Gradients, float[] InputGradient) Run(int? samples)
-        {
-            var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
-            model.Initialize(3);
-            var conv = (Conv2D)model.Layers[0];
-            conv.GroupSamples = samples;
-            conv.ComputeInputGradient = true;
-            var y = conv.Forward(x, BatchContext.Inference);
-            var gradOut = new Tensor(conv.OutputShape, n);
-            var r = new DeterministicRandom(12);
-            for (int i = 0; i < gradOut.Length; i++) gradOut.Span[i] = r.NextFloat() - 0.5f;
-            model.Gradients.AsSpan().Fill(0.25f);   // backward adds into what earlier micro-batches left
-            var gradIn = conv.Backward(gradOut);
-            return (y.Span.ToArray(), model.Gradients.ToArray(), gradIn.Span.ToArray());
-        }
         var batch = OneProduct(inC, h, w, outC, k, stride, pad, n, x);
-        foreach (int? samples in new int?[] { group, n, null })
+        // The input gradient a block of one input channel at a time, or of the chosen size.
+        foreach (var (samples, fold) in new (int?, int?)[] { (group, 1), (n, null), (null, null) })
         {
-            var grouped = Run(samples);
-            string name = $"groups of {samples?.ToString() ?? "auto"}";
+            var grouped = Run(inC, h, w, outC, k, stride, pad, n, x, samples, inPlace: false, fold);
+            string name = $"groups of {samples?.ToString() ?? "auto"}, folds of {fold?.ToString() ?? "auto"} channels";
             AssertBits(batch.Output, grouped.Output, $"{name}: output");
             AssertBits(batch.Gradients, grouped.Gradients, $"{name}: parameter gradients");
             AssertBits(batch.InputGradient, grouped.InputGradient, $"{name}: input gradient");
         }
+    }
+
+    /// Columns read in place from the (padded) input, sample by sample, against the unfolded batch.
+    [Theory]
+    [InlineData(32, 14, 10, 64, 3, 0, 3)]   // mnist-cnn's conv2 on a smaller plane: rows 8 wide, 96 positions
+    [InlineData(3, 6, 16, 6, 3, 1, 2)]      // padding 1: rows 16 wide; 6 filters: a partial row tile; patch 27: a partial column tile
+    [InlineData(2, 5, 8, 5, 5, 2, 3)]       // padding 2, 40 positions: panels narrower than the widest, down to 8 columns
+    [InlineData(4, 7, 24, 10, 1, 0, 2)]     // a 1 x 1 kernel, rows 24 wide, patch 4
+    public void Columns_in_place_give_the_bits_of_one_product_over_the_batch(int inC, int h, int w, int outC, int k, int pad, int n)
+    {
+        var shape = new SampleShape(inC, h, w);
+        var rng = new DeterministicRandom(11);
+        var x = new Tensor(shape, n);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextFloat() * 2 - 1;
+        var batch = OneProduct(inC, h, w, outC, k, 1, pad, n, x);
+        foreach (int? fold in new int?[] { null, 2 })
+        {
+            var inPlace = Run(inC, h, w, outC, k, 1, pad, n, x, samples: null, inPlace: true, fold);
+            AssertBits(batch.Output, inPlace.Output, $"in place, folds of {fold?.ToString() ?? "auto"}: output");
+            AssertBits(batch.Gradients, inPlace.Gradients, $"in place, folds of {fold?.ToString() ?? "auto"}: parameter gradients");
+            AssertBits(batch.InputGradient, inPlace.InputGradient, $"in place, folds of {fold?.ToString() ?? "auto"}: input gradient");
+        }
+    }
+
+    [Fact]
+    public void Columns_in_place_are_refused_where_output_rows_are_not_a_multiple_of_8()
+    {
+        var x = new Tensor(new SampleShape(1, 6, 6), 1);
+        var ex = Assert.Throws<InvalidOperationException>(() => Run(1, 6, 6, 2, 3, 1, 0, 1, x, samples: null, inPlace: true));
+        Assert.Contains("4 wide", ex.Message);
+    }
+
+    static (float[] Output, float[] Gradients, float[] InputGradient) Run(int inC, int h, int w, int outC, int k, int stride, int pad, int n, Tensor x, int? samples, bool? inPlace, int? foldChannels = null)
+    {
+        var model = Model.Create(new ModelSpec { Name = "c", Input = [inC, h, w], Layers = [new() { Type = "conv2d", Filters = outC, Kernel = k, Stride = stride, Padding = pad }] });
+        model.Initialize(3);
+        var conv = (Conv2D)model.Layers[0];
+        conv.GroupSamples = samples;
+        conv.ColumnsInPlace = inPlace;
+        conv.FoldChannels = foldChannels;
+        conv.ComputeInputGradient = true;
+        var y = conv.Forward(x, BatchContext.Inference);
+        var gradOut = new Tensor(conv.OutputShape, n);
+        var r = new DeterministicRandom(12);
+        for (int i = 0; i < gradOut.Length; i++) gradOut.Span[i] = r.NextFloat() - 0.5f;
+        model.Gradients.AsSpan().Fill(0.25f);   // backward adds into what earlier micro-batches left
+        var gradIn = conv.Backward(gradOut);
+        return (y.Span.ToArray(), model.Gradients.ToArray(), gradIn.Span.ToArray());
     }
 
     /// The batch as one product: what the layer computed before it took samples in groups.
