@@ -29,53 +29,74 @@ public static unsafe class FixedPointGradient
     public static bool Accumulate(ReadOnlySpan<float> values, Span<long> sums)
     {
         if (values.Length != sums.Length) throw new ArgumentException($"fixed-point: {values.Length} values for {sums.Length} sums");
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            fixed (float* v = values)
-            fixed (long* s = sums)
-            {
-                var scale = Vector512.Create(Scale);
-                var max = Vector512.Create(MaxMagnitude);
-                for (; i + 16 <= values.Length; i += 16)
-                {
-                    var (lo, hi) = Vector512.Widen(Vector512.Load(v + i));
-                    // NaN fails the comparison too.
-                    if (!Vector512.LessThanAll(Vector512.Abs(lo), max) || !Vector512.LessThanAll(Vector512.Abs(hi), max)) return false;
-                    (Vector512.Load(s + i) + Vector512.ConvertToInt64(Vector512.Round(lo * scale))).Store(s + i);
-                    (Vector512.Load(s + i + 8) + Vector512.ConvertToInt64(Vector512.Round(hi * scale))).Store(s + i + 8);
-                }
-            }
-        else if (Vector256.IsHardwareAccelerated)
-            fixed (float* v = values)
-            fixed (long* s = sums)
-            {
-                Vector256<double> scale = Vector256.Create(Scale), exact = Vector256.Create(Exact), magic = Vector256.Create(Magic);
-                var magicBits = Vector256.Create(MagicBits);
-                for (; i + 8 <= values.Length; i += 8)
-                {
-                    var (lo, hi) = Vector256.Widen(Vector256.Load(v + i));
-                    lo *= scale;   // exact: a power of two
-                    hi *= scale;
-                    // NaN fails the comparison too, and goes to the scalar loop, which refuses it.
-                    if (Vector256.LessThanAll(Vector256.Abs(lo), exact) && Vector256.LessThanAll(Vector256.Abs(hi), exact))
-                    {
-                        (Vector256.Load(s + i) + ((lo + magic).AsInt64() - magicBits)).Store(s + i);
-                        (Vector256.Load(s + i + 4) + ((hi + magic).AsInt64() - magicBits)).Store(s + i + 4);
-                    }
-                    else if (!AccumulateScalar(values.Slice(i, 8), sums.Slice(i, 8))) return false;
-                }
-            }
-        return AccumulateScalar(values[i..], sums[i..]);
+        fixed (float* v = values)
+        fixed (long* s = sums)
+            return Round(v, s, values.Length, fresh: false, clear: false);
     }
 
-    static bool AccumulateScalar(ReadOnlySpan<float> values, Span<long> sums)
+    /// A micro-batch's gradient taken into the sum: sums[i] = round(values[i] * 2^40) when `fresh`
+    /// (the first part of a sum), else sums[i] += it; and values[i] = 0, so the gradient vector is
+    /// clear for the next micro-batch without a pass of its own, nor one to clear the sums. Returns
+    /// false as <see cref="Accumulate"/> does, leaving both unusable.
+    public static bool Take(Span<float> values, Span<long> sums, bool fresh)
+    {
+        if (values.Length != sums.Length) throw new ArgumentException($"fixed-point: {values.Length} values for {sums.Length} sums");
+        fixed (float* v = values)
+        fixed (long* s = sums)
+            return Round(v, s, values.Length, fresh, clear: true);
+    }
+
+    static bool Round(float* v, long* s, int length, bool fresh, bool clear)
     {
         int i = 0;
-        for (; i < values.Length; i++)
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var scale = Vector512.Create(Scale);
+            var max = Vector512.Create(MaxMagnitude);
+            for (; i + 16 <= length; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(v + i));
+                // NaN fails the comparison too.
+                if (!Vector512.LessThanAll(Vector512.Abs(lo), max) || !Vector512.LessThanAll(Vector512.Abs(hi), max)) return false;
+                var sumLo = fresh ? Vector512<long>.Zero : Vector512.Load(s + i);
+                var sumHi = fresh ? Vector512<long>.Zero : Vector512.Load(s + i + 8);
+                (sumLo + Vector512.ConvertToInt64(Vector512.Round(lo * scale))).Store(s + i);
+                (sumHi + Vector512.ConvertToInt64(Vector512.Round(hi * scale))).Store(s + i + 8);
+                if (clear) Vector512<float>.Zero.Store(v + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<double> scale = Vector256.Create(Scale), exact = Vector256.Create(Exact), magic = Vector256.Create(Magic);
+            var magicBits = Vector256.Create(MagicBits);
+            for (; i + 8 <= length; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(v + i));
+                lo *= scale;   // exact: a power of two
+                hi *= scale;
+                // NaN fails the comparison too, and goes to the scalar loop, which refuses it.
+                if (Vector256.LessThanAll(Vector256.Abs(lo), exact) && Vector256.LessThanAll(Vector256.Abs(hi), exact))
+                {
+                    var sumLo = fresh ? Vector256<long>.Zero : Vector256.Load(s + i);
+                    var sumHi = fresh ? Vector256<long>.Zero : Vector256.Load(s + i + 4);
+                    (sumLo + ((lo + magic).AsInt64() - magicBits)).Store(s + i);
+                    (sumHi + ((hi + magic).AsInt64() - magicBits)).Store(s + i + 4);
+                    if (clear) Vector256<float>.Zero.Store(v + i);
+                }
+                else if (!RoundScalar(v + i, s + i, 8, fresh, clear)) return false;
+            }
+        }
+        return RoundScalar(v + i, s + i, length - i, fresh, clear);
+    }
+
+    static bool RoundScalar(float* values, long* sums, int length, bool fresh, bool clear)
+    {
+        for (int i = 0; i < length; i++)
         {
             double v = values[i];
             if (!(Math.Abs(v) < MaxMagnitude)) return false;
-            sums[i] += (long)Math.Round(v * Scale, MidpointRounding.ToEven);
+            sums[i] = (fresh ? 0 : sums[i]) + (long)Math.Round(v * Scale, MidpointRounding.ToEven);
+            if (clear) values[i] = 0f;
         }
         return true;
     }

@@ -144,7 +144,7 @@ public sealed class Replica
         int lanes = Math.Min(_threads, count);
         while (_lanes.Count < lanes) _lanes.Add(new Lane(this, Model.Replicate()));
         _exchange = exchange;
-        Array.Clear(_sums);
+        if (lanes == 0) Array.Clear(_sums);   // otherwise each lane's first micro-batch writes its sum afresh
         Array.Clear(_microStats);
         exchange.Begin(step, _sums);
         var run = new Run(step, _samples.EpochOf(step), ids, shipped ?? _train!, shipped is null ? ids : _shippedRows.AsMemory(0, ids.Length), count, lanes);
@@ -191,6 +191,11 @@ public sealed class Replica
         readonly Dictionary<Layer, int> _layerIndex;
         long[] _sums = [], _ownSums = [];
         bool _alone;
+        /// Whether the lane's sum has no part yet in this run: its next micro-batch writes it afresh.
+        bool _fresh;
+        /// Whether the gradient vector is all zero: each micro-batch's gradient is cleared as it is taken
+        /// into the sum; after a divergence or an exception it is cleared before the next run.
+        bool _clean;
 
         public Lane(Replica replica, Model model)
         {
@@ -214,25 +219,31 @@ public sealed class Replica
             else
             {
                 if (_ownSums.Length != _replica._sums.Length) _ownSums = new long[_replica._sums.Length];
-                Array.Clear(_ownSums);
                 _sums = _ownSums;
             }
+            if (!_clean) _model.ZeroGradients();
+            _clean = false;
+            _fresh = true;
             Diverged = false;
             var plan = _replica._plan;
             float scale = 1f / plan.GlobalBatch;
             for (int m = lane; m < run.Count && !Diverged; m += run.Lanes)
             {
                 int first = m * plan.MicroBatch, n = Math.Min(plan.MicroBatch, run.Ids.Length - first);
-                _model.ZeroGradients();
                 // The lane's last micro-batch hands each layer's gradient on as soon as the backward pass
                 // has finished it (the last layers first), overlapping the exchange with the earlier layers.
                 bool last = m + run.Lanes >= run.Count;
                 var stats = _computer.Accumulate(run.Data, run.Rows.Slice(first, n),
                     new BatchContext(true, plan.Seed, run.Epoch, run.Step, run.Ids.Slice(first, n)), scale, last ? _layerDone : null);
                 _replica._microStats[m] = stats;
-                if (!last) Diverged |= !FixedPointGradient.Accumulate(_model.Gradients, _sums);
+                if (!last)
+                {
+                    Diverged |= !FixedPointGradient.Take(_model.Gradients, _sums, _fresh);
+                    _fresh = false;
+                }
                 Diverged |= !double.IsFinite(stats.LossSum);
             }
+            _clean = !Diverged;
         }
 
         /// After a layer's backward pass in the lane's last micro-batch: its slice goes into the lane's
@@ -241,7 +252,7 @@ public sealed class Replica
         {
             if (layer.ParameterCount == 0) return;
             int offset = layer.ParameterOffset, count = layer.ParameterCount;
-            Diverged |= !FixedPointGradient.Accumulate(_model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count));
+            Diverged |= !FixedPointGradient.Take(_model.Gradients.AsSpan(offset, count), _sums.AsSpan(offset, count), _fresh);
             if (_alone) { _replica._exchange.Ready(offset); return; }
             int i = _layerIndex[layer];
             if (Interlocked.Decrement(ref _replica._pendingLanes[i]) == 0) _replica.AddLaneSlices(_replica._parameterLayers[i], _replica._job.Lanes);
@@ -297,6 +308,7 @@ public sealed class Replica
     {
         const int Block = 1 << 16;   // a multiple of every vector width
         float _learningRate;
+        [ThreadStatic] static float[]? t_gradient;
 
         public void Run(float learningRate)
         {
@@ -309,7 +321,9 @@ public sealed class Replica
         {
             var r = replica;
             int start = block * Block, n = Math.Min(Block, r.Model.ParameterCount - start);
-            var gradients = r.Model.Gradients.AsSpan(start, n);
+            // The averaged gradient a block at a time in a buffer of the thread's: the model's gradient
+            // vector stays clear for the next step's first micro-batch.
+            var gradients = (t_gradient ??= new float[Block]).AsSpan(0, n);
             FixedPointGradient.ToFloat(r._sums.AsSpan(start, n), gradients);
             r.Optimizer.ApplyRange(r.Model.Parameters.AsSpan(start, n), r._spareParameters.AsSpan(start, n), gradients, _learningRate, start);
         }

@@ -38,6 +38,36 @@ public class FixedPointGradientTests
     }
 
     [Fact]
+    public void Take_adds_or_writes_afresh_and_leaves_the_gradient_clear()
+    {
+        // On every path: 997 values (vectors, then a tail), with midpoints and values near the limit.
+        var values = Parts(1, 997, 5)[0];
+        for (int i = 0; i < 64; i++) values[i * 7] = (float)((i - 32 + 0.5) * Math.Pow(2, -40));
+        values[5] = 4_000_000f;
+        var start = Parts(1, 997, 6)[0].Select(v => (long)(v * 1e12)).ToArray();
+
+        var added = (long[])start.Clone();
+        Assert.True(FixedPointGradient.Accumulate(values, added));
+        var taken = (long[])start.Clone();
+        var gradient = (float[])values.Clone();
+        Assert.True(FixedPointGradient.Take(gradient, taken, fresh: false));
+        Assert.Equal(added, taken);
+        Assert.All(gradient, v => Assert.Equal(0, BitConverter.SingleToInt32Bits(v)));   // +0, as a cleared vector
+
+        var fromZero = new long[997];
+        Assert.True(FixedPointGradient.Accumulate(values, fromZero));
+        var fresh = (long[])start.Clone();   // whatever the sums held before
+        gradient = (float[])values.Clone();
+        Assert.True(FixedPointGradient.Take(gradient, fresh, fresh: true));
+        Assert.Equal(fromZero, fresh);
+        Assert.All(gradient, v => Assert.Equal(0f, v));
+
+        gradient = (float[])values.Clone();
+        gradient[500] = float.NaN;
+        Assert.False(FixedPointGradient.Take(gradient, new long[997], fresh: true));
+    }
+
+    [Fact]
     public void Vector_path_gives_the_bits_of_the_element_by_element_path()
     {
         // 16 at a time where the CPU has wide vectors, one at a time for the tail: a length-1 span

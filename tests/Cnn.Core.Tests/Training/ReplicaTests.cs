@@ -74,6 +74,31 @@ public sealed class ReplicaTests
         }
     }
 
+    /// A step's sums are written afresh by each lane's first micro-batch and the gradient vector is
+    /// cleared as it is taken into them: a replica handed a model with a used gradient vector, or
+    /// asked for no micro-batch after a step with many, still hands over exactly its share.
+    [Fact]
+    public void Leftovers_of_an_earlier_step_or_a_used_model_never_enter_a_sum()
+    {
+        var plan = Plan() with { MaxSteps = 2 };
+        var reference = new LocalTrainer(plan, Data);
+        reference.Run();
+
+        var model = Model.Create(plan.Model);
+        model.Initialize(plan.Seed);
+        model.Gradients.AsSpan().Fill(0.5f);   // as a model that went through a backward pass elsewhere
+        var used = new Replica(plan, Data.Train.Count, Data.Train, model, Optimizer.Create(plan.Optimizer, model.ParameterCount));
+        for (int step = 0; step < 2; step++)
+        {
+            used.Compute(0, plan.MicroBatchCount, new HeldExchange());
+            used.Apply();
+        }
+        var withNothing = new HeldExchange();
+        used.Compute(0, 0, withNothing);   // the next step, no micro-batch: an empty share, not the last step's sum
+        Assert.All(withNothing.Sums, s => Assert.Equal(0L, s));
+        Assert.Equal(ParameterHash.Sha256Hex(reference.Model.Parameters), ParameterHash.Sha256Hex(used.Model.Parameters));
+    }
+
     [Theory]
     [InlineData("lenet5", OptimizerKind.Momentum)]
     [InlineData("mnist-cnn", OptimizerKind.Adam)]   // dropout: masks from the sample, not the lane
