@@ -54,6 +54,7 @@ public class GemmTests
     [InlineData(37, 600, 40)]    // packed panels, tiles of 8 and one of 5, a tail of 24 columns
     [InlineData(30, 50, 40)]     // 256-bit: packed panels of 16, tiles of 6; 128-bit: panels of 8; tails of 2 and 18 columns
     [InlineData(11, 13, 3)]      // unpacked tiles of 6 and 5 rows (256/128-bit), a tail of 5 or 13 columns
+    [InlineData(16, 1030, 128)]  // a dense layer's input gradient: two tiles and a partial one on each packed panel, a tail of 6 columns
     public void NN_is_bitwise_one_fma_chain_per_element_whatever_the_vector_width(int m, int n, int k)
     {
         // Every path (AVX-512, AVX2, scalar tail) must give each element exactly the chain
