@@ -5,6 +5,7 @@ using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
 
 // disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--isa native|avx2|128] [--data DIR] [--out FILE.json]
+//                 [--peer RUN.sh [--rounds N]]
 // Prints one JSON document with every figure and the conditions it was measured under.
 if (args.Length > 0 && args[0] == "allreduce-node") return NetworkBench.Node(args);
 if (args.Length > 0 && args[0] == "serializer")
@@ -22,7 +23,9 @@ if (args.Length > 0 && args[0] == "serializer")
 }
 
 bool quick = false;
-string? outPath = null, dataDir = null, isa = "native";
+string? outPath = null, dataDir = null, isa = "native", peerScript = null;
+int rounds = 3;
+const string Usage = "usage: disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--isa native|avx2|128] [--data DIR] [--out FILE.json] [--peer RUN.sh [--rounds N]]";
 var only = new HashSet<string> { "compute", "network", "allreduce", "cluster" };
 for (int i = 0; i < args.Length; i++)
 {
@@ -35,13 +38,20 @@ for (int i = 0; i < args.Length; i++)
             isa = args[++i];
             if (isa is not ("native" or "avx2" or "128")) { Console.Error.WriteLine($"disttrain-bench: --isa: expected native, avx2 or 128, got '{isa}'"); return 2; }
             break;
+        case "--peer" when i + 1 < args.Length:
+            peerScript = Path.GetFullPath(args[++i]);
+            if (!File.Exists(peerScript)) { Console.Error.WriteLine($"disttrain-bench: --peer: {peerScript}: no such file; expected the peer's run.sh (THREADS MODEL EPOCHS BATCH MAX_BATCHES)"); return 2; }
+            break;
+        case "--rounds" when i + 1 < args.Length:
+            if (!int.TryParse(args[++i], out rounds) || rounds < 1) { Console.Error.WriteLine($"disttrain-bench: --rounds: expected a positive whole number, got '{args[i]}'"); return 2; }
+            break;
         case "--only" when i + 1 < args.Length:
             only = [.. args[++i].Split(',')];
             if (only.Except(["compute", "network", "allreduce", "cluster"]).FirstOrDefault() is string bad)
             { Console.Error.WriteLine($"disttrain-bench: --only: unknown section '{bad}', expected compute, network, allreduce, cluster"); return 2; }
             break;
         default:
-            Console.Error.WriteLine($"disttrain-bench: unknown argument '{args[i]}'; usage: disttrain-bench [--quick] [--only compute,network,allreduce,cluster] [--isa native|avx2|128] [--data DIR] [--out FILE.json]");
+            Console.Error.WriteLine($"disttrain-bench: unknown argument '{args[i]}'; {Usage}");
             return 2;
     }
 }
@@ -95,6 +105,13 @@ if (only.Contains("compute"))
             }
     result["training"] = training;
     result["peak_working_set_bytes"] = System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64;
+}
+
+if (peerScript is not null)
+{
+    // Paired with the peer round by round (TorchSharp/libtorch: ../shared/peers/torchsharp/run.sh).
+    var data = DatasetFolder.Synthetic(trainCount: 65_536, testCount: 64, seed: 1);
+    result["peer"] = PeerBench.Json(peerScript, PeerBench.Run(peerScript, rounds, quick, data, Progress));
 }
 
 double tcp = double.NaN;
