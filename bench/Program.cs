@@ -75,6 +75,7 @@ var result = new Dictionary<string, object?>
 
 var oneThread = new Dictionary<string, (double ImagesPerSecond, int Parameters)>();   // micro-batch 16, for the projection
 var measured = new List<NetworkBench.AllReduceFigure>();
+var wireShare = new Dictionary<string, double>();   // model -> encoded all-reduce bytes over raw, from the 2-worker cluster figure
 if (only.Contains("compute"))
 {
     var peak = new List<object>();
@@ -144,32 +145,6 @@ if (only.Contains("allreduce"))
     result["allreduce"] = figures;
 }
 
-if (oneThread.Count > 0 && ScalingProjection.FitRing(measured) is { } fit)
-{
-    // Weak scaling past this machine: each worker keeps a batch of 64 and the 1-thread compute measured above.
-    var presets = new List<object>();
-    foreach (var (model, (ips, parameters)) in oneThread)
-    {
-        double bytes = 8.0 * parameters;   // the int64 fixed-point sum on the wire
-        var rows = ScalingProjection.Project(ips, 64, bytes, fit);
-        var last = rows[^1];
-        double latency = 2.0 * (last.Workers - 1) * fit.AlphaSeconds, bandwidth = 2.0 * (last.Workers - 1) / last.Workers * bytes * fit.BetaSecondsPerByte;
-        string limit = latency > bandwidth
-            ? $"the per-hop latency alpha: at {last.Workers} workers the ring's latency term is {latency * 1e3:F1} ms against {bandwidth * 1e3:F1} ms of bandwidth"
-            : $"the bytes per step (beta x S): at {last.Workers} workers the ring moves {bandwidth * 1e3:F1} ms of data against {latency * 1e3:F1} ms of latency";
-        presets.Add(new { model, gradient_bytes = bytes, images_per_second_1_thread = ips, batch_per_worker = 64, rows, limit_first = limit });
-        Progress($"projection {model}: {string.Join(", ", rows.Select(r => $"N={r.Workers} {r.BestEfficiency:P0} ({r.Best})"))}; limited first by {limit}");
-    }
-    result["projection"] = new
-    {
-        model = "weak scaling; step = compute of 64 images + all-reduce of the gradient, no overlap (a bound from below); ring T = 2(N-1) alpha + 2(N-1)/N S beta, pipelined double binary tree T = 2 ceil(log2 N) alpha + 2 S beta",
-        fit = new { alpha_us = Math.Round(fit.AlphaSeconds * 1e6, 1), beta_ns_per_byte = Math.Round(fit.BetaSecondsPerByte * 1e9, 3), points = fit.Points,
-                    worst_relative_error = Math.Round(fit.WorstRelativeError, 3), source = "the ring-tcp all-reduce figures of this run (loopback between processes)" },
-        reference = "Horovod: about 90% (88%) scaling efficiency at 128 GPUs for Inception V3 and ResNet-101 (Sergeev and Del Balso, 2018)",
-        presets,
-    };
-}
-
 if (only.Contains("cluster"))
 {
     dataDir ??= Path.GetFullPath("data/mnist");
@@ -183,6 +158,7 @@ if (only.Contains("cluster"))
         foreach (int w in new[] { 1, 2, 4 })
         {
             var f = ClusterBench.Run(model, w, steps, dataDir);
+            if (w == 2 && f.RawAllReduceBytesPerStep > 0) wireShare[model] = f.AllReduceBytesPerStep / f.RawAllReduceBytesPerStep;
             figures.Add(new
             {
                 model = f.Model, workers = f.Workers, steps = f.Steps, warmup_steps = f.WarmupSteps, batch = 64,
@@ -200,7 +176,39 @@ if (only.Contains("cluster"))
     result["cluster"] = figures;
 }
 
-string json = JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
+if (oneThread.Count > 0 && ScalingProjection.FitRing(measured) is { } fit)
+{
+    // Weak scaling past this machine: each worker keeps a batch of 64 and the 1-thread compute measured above.
+    var presets = new List<object>();
+    foreach (var (model, (ips, parameters)) in oneThread)
+    {
+        // The int64 fixed-point sum, times the share the wire encoding sends when this run measured it
+        // (its 2-worker cluster figure, at steady state); raw when it did not.
+        double share = wireShare.TryGetValue(model, out double measuredShare) ? measuredShare : 1.0;
+        double bytes = 8.0 * parameters * share;
+        var rows = ScalingProjection.Project(ips, 64, bytes, fit);
+        var last = rows[^1];
+        double latency = 2.0 * (last.Workers - 1) * fit.AlphaSeconds, bandwidth = 2.0 * (last.Workers - 1) / last.Workers * bytes * fit.BetaSecondsPerByte;
+        string limit = latency > bandwidth
+            ? $"the per-hop latency alpha: at {last.Workers} workers the ring's latency term is {latency * 1e3:F1} ms against {bandwidth * 1e3:F1} ms of bandwidth"
+            : $"the bytes per step (beta x S): at {last.Workers} workers the ring moves {bandwidth * 1e3:F1} ms of data against {latency * 1e3:F1} ms of latency";
+        presets.Add(new { model, gradient_bytes = bytes, raw_gradient_bytes = 8.0 * parameters, wire_share = Math.Round(share, 4),
+                          wire_share_source = wireShare.ContainsKey(model) ? "the 2-worker cluster figure of this run (encoded bytes over raw int64s)" : "none measured: raw int64s",
+                          images_per_second_1_thread = ips, batch_per_worker = 64, rows, limit_first = limit });
+        Progress($"projection {model}: {string.Join(", ", rows.Select(r => $"N={r.Workers} {r.BestEfficiency:P0} ({r.Best})"))}; limited first by {limit}");
+    }
+    result["projection"] = new
+    {
+        model = "weak scaling; step = compute of 64 images + all-reduce of the gradient, no overlap (a bound from below); ring T = 2(N-1) alpha + 2(N-1)/N S beta, pipelined double binary tree T = 2 ceil(log2 N) alpha + 2 S beta; S = the gradient's bytes on the wire (raw int64s times the encoding's share measured here with 2 workers; partial sums of more workers need a few more bits)",
+        fit = new { alpha_us = Math.Round(fit.AlphaSeconds * 1e6, 1), beta_ns_per_byte = Math.Round(fit.BetaSecondsPerByte * 1e9, 3), points = fit.Points,
+                    worst_relative_error = Math.Round(fit.WorstRelativeError, 3), source = "the ring-tcp all-reduce figures of this run (loopback between processes)" },
+        reference = "Horovod: about 90% (88%) scaling efficiency at 128 GPUs for Inception V3 and ResNet-101 (Sergeev and Del Balso, 2018)",
+        presets,
+    };
+}
+
+// A figure that came out NaN or infinite (a failed measurement) is written as such instead of failing the report.
+string json = JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
 Console.WriteLine(json);
 if (outPath is not null)
 {

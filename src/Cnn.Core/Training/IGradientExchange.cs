@@ -7,6 +7,8 @@ public interface IGradientExchange
 {
     /// Starts exchanging `sums` for `step` while this replica's contribution is still being added
     /// to it: nothing that depends on that contribution leaves before <see cref="Ready"/> says so.
+    /// `sums` is all zero here and the replica only adds into it, so a peer's part may be added
+    /// into a slice before the slice is ready.
     void Begin(long step, long[] sums);
 
     /// sums[from..] now hold this replica's whole contribution (a backward pass finishes the last

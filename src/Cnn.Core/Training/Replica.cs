@@ -144,7 +144,9 @@ public sealed class Replica
         int lanes = Math.Min(_threads, count);
         while (_lanes.Count < lanes) _lanes.Add(new Lane(this, Model.Replicate()));
         _exchange = exchange;
-        if (lanes == 0) Array.Clear(_sums);   // otherwise each lane's first micro-batch writes its sum afresh
+        // Cleared before the exchange sees it, which may add a peer's part into a slice before this
+        // replica's is ready (RingAllReduce does); the lanes' own sums are written afresh instead.
+        Array.Clear(_sums);
         Array.Clear(_microStats);
         exchange.Begin(step, _sums);
         var run = new Run(step, _samples.EpochOf(step), ids, shipped ?? _train!, shipped is null ? ids : _shippedRows.AsMemory(0, ids.Length), count, lanes);
@@ -191,7 +193,7 @@ public sealed class Replica
         readonly Dictionary<Layer, int> _layerIndex;
         long[] _sums = [], _ownSums = [];
         bool _alone;
-        /// Whether the lane's sum has no part yet in this run: its next micro-batch writes it afresh.
+        /// Whether the lane's own sum has no part yet in this run: its next micro-batch writes it afresh.
         bool _fresh;
         /// Whether the gradient vector is all zero: each micro-batch's gradient is cleared as it is taken
         /// into the sum; after a divergence or an exception it is cleared before the next run.
@@ -223,7 +225,7 @@ public sealed class Replica
             }
             if (!_clean) _model.ZeroGradients();
             _clean = false;
-            _fresh = true;
+            _fresh = lane != 0;   // lane 0 adds into the replica's sum, which the exchange already holds
             Diverged = false;
             var plan = _replica._plan;
             float scale = 1f / plan.GlobalBatch;

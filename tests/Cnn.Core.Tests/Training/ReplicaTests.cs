@@ -99,6 +99,31 @@ public sealed class ReplicaTests
         Assert.Equal(ParameterHash.Sha256Hex(reference.Model.Parameters), ParameterHash.Sha256Hex(used.Model.Parameters));
     }
 
+    /// A peer's part added into the sum as soon as the exchange holds it (as RingAllReduce may, before
+    /// this replica's slice is ready) stays in the total, on one lane or several.
+    sealed class EarlyPeerExchange : IGradientExchange
+    {
+        public long[] Sums = [];
+        public void Begin(long step, long[] sums) { Sums = sums; sums[0] += 1_000_000; sums[^1] -= 7; }
+        public bool Ready(int from) => false;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void A_peer_part_added_before_the_slice_is_ready_stays_in_the_total(int threads)
+    {
+        var plan = Plan();
+        var alone = new HeldExchange();
+        Replica.Initialized(plan, Data.Train.Count, Data.Train, threads).Compute(0, plan.MicroBatchCount, alone);
+        var early = new EarlyPeerExchange();
+        Replica.Initialized(plan, Data.Train.Count, Data.Train, threads).Compute(0, plan.MicroBatchCount, early);
+        var expected = (long[])alone.Sums.Clone();
+        expected[0] += 1_000_000;
+        expected[^1] -= 7;
+        Assert.Equal(expected, early.Sums);
+    }
+
     [Theory]
     [InlineData("lenet5", OptimizerKind.Momentum)]
     [InlineData("mnist-cnn", OptimizerKind.Adam)]   // dropout: masks from the sample, not the lane
