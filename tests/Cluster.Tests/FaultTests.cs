@@ -47,6 +47,14 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
     CoordinatorActor.Settings Settings(string name, int expected, AllReduceAlgorithm allReduce = AllReduceAlgorithm.Ring, double waitSeconds = 60, long checkpointEvery = 0) =>
         new(Plan, Data, allReduce, name, expected, Resume: null, CheckpointEveryEpoch: false, checkpointEvery, TimeSpan.FromSeconds(waitSeconds));
 
+    /// Stops a worker before it sees the step the coordinator hands out next. Sys.Stop of a top-level
+    /// actor is a StopChild message to the user guardian (Akka.NET's ActorSystemImpl.Stop), so the
+    /// worker can still receive and finish that step: the one failure seen, under tests/run.sh's
+    /// load, redid 1 step instead of 2-4, as it does when the stopped worker completes step 6 and
+    /// the checkpoint fetch at step 6 reaches it. A PoisonPill told from the trigger, on the
+    /// coordinator's thread, is queued in the worker's mailbox ahead of that step's RunStep.
+    static void StopBeforeItsNextStep(IActorRef worker) => worker.Tell(PoisonPill.Instance);
+
     IActorRef StartWorker(string coordinator, string name) =>
         Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{coordinator}", coordinator, Data, 1, name)), name);
 
@@ -58,7 +66,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         string name = $"stop-{allReduce.Name()}";
         IReadOnlyList<IActorRef> workers = [];
         // Stopped right after step 4 completes, as step 5 is handed out: the step in flight is lost.
-        var trigger = new Trigger(4, () => Sys.Stop(workers[1]));
+        var trigger = new Trigger(4, () => StopBeforeItsNextStep(workers[1]));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 3, allReduce), 3, trigger, name);
         workers = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
@@ -111,7 +119,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
     {
         const string name = "orphaned";
         IReadOnlyList<IActorRef> workers = [];
-        var trigger = new Trigger(5, () => Sys.Stop(workers[0]));
+        var trigger = new Trigger(5, () => StopBeforeItsNextStep(workers[0]));
         var cluster = InProcessCluster.Start(Sys, Settings(name, 1, waitSeconds: 1, checkpointEvery: 3), 1, trigger, name);
         workers = cluster.Workers;
         var outcome = await cluster.Completion.WaitAsync(Patience.Training);
@@ -131,7 +139,7 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         IReadOnlyList<IActorRef> workers = [];
         var trigger = new Trigger(5, () =>
         {
-            Sys.Stop(workers[0]);
+            StopBeforeItsNextStep(workers[0]);
             StartWorker(name, "replacement");
         });
         var cluster = InProcessCluster.Start(Sys, Settings(name, 1, checkpointEvery: 3), 1, trigger, name);
@@ -142,6 +150,6 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         Assert.Equal(FaultFree.Value, outcome.ParameterSha256);
         Assert.Equal(1, outcome.WorkerFailures);
         // Steps 4 and 5 were lost with the only replica (the copy is from step 3), plus the step in flight if any.
-        Assert.InRange(outcome.RedoneSteps, 2, 4);
+        Assert.True(outcome.RedoneSteps is >= 2 and <= 4, $"{outcome.RedoneSteps} step(s) redone, expected 2 to 4\n{trigger.Transcript}");
     }
 }
