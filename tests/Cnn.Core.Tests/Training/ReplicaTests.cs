@@ -74,9 +74,9 @@ public sealed class ReplicaTests
         }
     }
 
-    /// A step's sums are written afresh by each lane's first micro-batch and the gradient vector is
-    /// cleared as it is taken into them: a replica handed a model with a used gradient vector, or
-    /// asked for no micro-batch after a step with many, still hands over exactly its share.
+    /// The gradient vector is cleared as it is taken into the sums, and the lanes' own sums are written
+    /// afresh: a replica handed a model with a used gradient vector, or asked for no micro-batch after
+    /// a step with many, still hands over exactly its share.
     [Fact]
     public void Leftovers_of_an_earlier_step_or_a_used_model_never_enter_a_sum()
     {
