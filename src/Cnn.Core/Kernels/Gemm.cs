@@ -362,13 +362,19 @@ public static unsafe class Gemm
     public static void NTLanes(ReadOnlyMemory<float> a, int lda, ReadOnlyMemory<float> b, int ldb, int m, int n, int count,
                                Memory<float> lanes, bool first)
     {
-        if (count % Lanes != 0) throw new ArgumentException($"NT lanes: a piece of {count} columns, expected a multiple of {Lanes}");
-        if (lanes.Length < NTLaneCount(m, n)) throw new ArgumentException($"NT lanes: {lanes.Length} floats for {m} x {n}, expected {NTLaneCount(m, n)}");
+        CheckLanePiece(count, lanes.Length, m, n);
         if (m == 0 || n == 0 || count == 0 && !first) return;
         var job = t_ntLanes ??= new NTLanesJob();
         (job.A, job.Lda, job.B, job.Ldb, job.M, job.N, job.Count, job.Lanes, job.First) = (a, lda, b, ldb, m, n, count, lanes, first);
         Parallelism.For((n + NTCols - 1) / NTCols, (long)m * n * count, job);
         (job.A, job.B, job.Lanes) = (default, default, default);
+    }
+
+    /// A piece of NTLanes: a multiple of 8 columns, and lane sums for every element of C.
+    static void CheckLanePiece(int count, int laneFloats, int m, int n)
+    {
+        if (count % Lanes != 0) throw new ArgumentException($"NT lanes: a piece of {count} columns, expected a multiple of {Lanes}");
+        if (laneFloats < NTLaneCount(m, n)) throw new ArgumentException($"NT lanes: {laneFloats} floats for {m} x {n}, expected {NTLaneCount(m, n)}");
     }
 
     /// C = (accumulate ? C : 0) + the dot products whose lane sums <see cref="NTLanes"/> holds, with
@@ -403,8 +409,7 @@ public static unsafe class Gemm
     /// patch rows, count its output positions): the lanes and chains of NTLanes over the unfolded columns.
     public static void NTLanes(ReadOnlyMemory<float> a, int lda, ConvColumns b, int m, int n, int count, Memory<float> lanes, bool first)
     {
-        if (count % Lanes != 0) throw new ArgumentException($"NT lanes: a piece of {count} columns, expected a multiple of {Lanes}");
-        if (lanes.Length < NTLaneCount(m, n)) throw new ArgumentException($"NT lanes: {lanes.Length} floats for {m} x {n}, expected {NTLaneCount(m, n)}");
+        CheckLanePiece(count, lanes.Length, m, n);
         if (b.Rows.Length < n || b.Chunks.Length < count / Lanes) throw new ArgumentException($"NT lanes: columns of {b.Rows.Length} rows and {b.Chunks.Length * Lanes} positions for {n} x {count}");
         if (m == 0 || n == 0 || count == 0 && !first) return;
         var job = t_ntColumnsLanes ??= new NTColumnsLanesJob();
