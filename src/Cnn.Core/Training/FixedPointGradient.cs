@@ -16,12 +16,14 @@ public static unsafe class FixedPointGradient
     const double InverseScale = 1.0 / Scale;
     // |value| * 2^40 must stay below 2^62 so that adding a few thousand parts cannot overflow.
     const double MaxMagnitude = (double)(1L << 22);
-    // Without AVX-512 there is no vector conversion between double and int64. Below 2^51 in magnitude,
-    // x + 1.5 * 2^52 rounds x to the nearest integer, ties to even (the add's own rounding), and its
-    // bits minus those of 1.5 * 2^52 are that integer; and back, exactly. Larger values (|gradient|
+    // Without AVX-512 there is no vector conversion between double and int64. Doubles in [2^12, 2^13)
+    // are exactly 2^-40 apart, so for |v| < 2^11, v + 1.5 * 2^12 rounds v to a multiple of 2^-40
+    // (ties to even: the add's own rounding), and its bits minus those of 1.5 * 2^12 count those
+    // multiples: round(v * 2^40) without a multiply. And back: an integer below 2^51 in magnitude
+    // added to those bits is the double 1.5 * 2^12 + x * 2^-40, exactly. Larger values (|gradient|
     // >= 2^11, or sums of them) take the scalar loop, so every element gets the scalar loop's bits.
-    const double Exact = (double)(1L << 51);
-    const double Magic = 1.5 * (1L << 52);
+    const float Limit = 1 << 11;
+    const double Magic = 1.5 * (1 << 12);
     static readonly long MagicBits = BitConverter.DoubleToInt64Bits(Magic);
 
     /// sums[i] += round(values[i] * 2^40). Returns false (and leaves sums unusable) when a value is
@@ -67,16 +69,16 @@ public static unsafe class FixedPointGradient
         }
         else if (Vector256.IsHardwareAccelerated)
         {
-            Vector256<double> scale = Vector256.Create(Scale), exact = Vector256.Create(Exact), magic = Vector256.Create(Magic);
+            Vector256<float> limit = Vector256.Create(Limit);
+            Vector256<double> magic = Vector256.Create(Magic);
             var magicBits = Vector256.Create(MagicBits);
             for (; i + 8 <= length; i += 8)
             {
-                var (lo, hi) = Vector256.Widen(Vector256.Load(v + i));
-                lo *= scale;   // exact: a power of two
-                hi *= scale;
+                var value = Vector256.Load(v + i);
                 // NaN fails the comparison too, and goes to the scalar loop, which refuses it.
-                if (Vector256.LessThanAll(Vector256.Abs(lo), exact) && Vector256.LessThanAll(Vector256.Abs(hi), exact))
+                if (Vector256.LessThanAll(Vector256.Abs(value), limit))
                 {
+                    var (lo, hi) = Vector256.Widen(value);
                     var sumLo = fresh ? Vector256<long>.Zero : Vector256.Load(s + i);
                     var sumHi = fresh ? Vector256<long>.Zero : Vector256.Load(s + i + 4);
                     (sumLo + ((lo + magic).AsInt64() - magicBits)).Store(s + i);
@@ -110,13 +112,13 @@ public static unsafe class FixedPointGradient
             fixed (long* s = sums)
             fixed (float* d = dst)
             {
-                Vector256<double> inverse = Vector256.Create(InverseScale), magic = Vector256.Create(Magic);
+                Vector256<double> magic = Vector256.Create(Magic);
                 Vector256<long> magicBits = Vector256.Create(MagicBits), above = Vector256.Create(-(1L << 51)), below = Vector256.Create(1L << 51);
                 for (; i + 8 <= sums.Length; i += 8)
                 {
                     Vector256<long> a = Vector256.Load(s + i), b = Vector256.Load(s + i + 4);
                     if (Vector256.GreaterThanAll(a, above) && Vector256.LessThanAll(a, below) && Vector256.GreaterThanAll(b, above) && Vector256.LessThanAll(b, below))
-                        Vector256.Narrow(((a + magicBits).AsDouble() - magic) * inverse, ((b + magicBits).AsDouble() - magic) * inverse).Store(d + i);
+                        Vector256.Narrow((a + magicBits).AsDouble() - magic, (b + magicBits).AsDouble() - magic).Store(d + i);
                     else
                         for (int j = i; j < i + 8; j++) dst[j] = (float)(sums[j] * InverseScale);
                 }

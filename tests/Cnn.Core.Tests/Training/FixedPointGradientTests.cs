@@ -77,6 +77,11 @@ public class FixedPointGradientTests
         for (int i = 0; i < 64; i++) values[i * 7] = (float)((i - 32 + 0.5) * Math.Pow(2, -40));
         values[5] = 4_000_000f;
         values[6] = -4_000_000f;
+        // Either side of 2^11, where the 256-bit path hands a vector to the scalar loop; midpoints far
+        // from zero ((k + 1/2) * 2^-40 for large k); subnormals and a signed zero.
+        float[] edges = [2047.9999f, -2047.9999f, 2048f, -2048f, 3000.7f, -5000.3f, (float)((1 << 22) + 0.5) * MathF.Pow(2, -40),
+                         (float)(-(1 << 21) - 0.5) * MathF.Pow(2, -40), 1e-40f, -1e-40f, -0f, (float)(3.5 * Math.Pow(2, -40))];
+        edges.CopyTo(values.AsSpan(600));
         var start = Parts(1, 997, 4)[0].Select(v => (long)(v * 1e12)).ToArray();
         var together = (long[])start.Clone();
         var oneByOne = (long[])start.Clone();
