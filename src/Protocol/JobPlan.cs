@@ -7,7 +7,8 @@ using MessagePack;
 namespace DistTrain.Protocol;
 
 /// The job as it travels to workers: the TrainingPlan (as JSON, its own stable format) plus the
-/// dataset's identity and the all-reduce algorithm.
+/// dataset's identity, its samples' shape (C x H x W) and per-channel normalisation (what a worker
+/// without the data needs to make a dataset of shipped samples), and the all-reduce algorithm.
 [MessagePackObject]
 public sealed record JobPlan(
     [property: Key(0)] string TrainingPlanJson,
@@ -18,13 +19,18 @@ public sealed record JobPlan(
     [property: Key(5)] int Height,
     [property: Key(6)] int Width,
     [property: Key(7)] int Classes,
-    [property: Key(8)] float Mean,
-    [property: Key(9)] float Std,
-    [property: Key(10)] AllReduceAlgorithm AllReduce)
+    [property: Key(8)] float[] Mean,
+    [property: Key(9)] float[] Std,
+    [property: Key(10)] AllReduceAlgorithm AllReduce,
+    [property: Key(11)] int Channels)
 {
     public static JobPlan From(TrainingPlan plan, DistTrain.Cnn.Data.DatasetFolder data, AllReduceAlgorithm allReduce) =>
         new(ToJson(plan), data.Name, data.Sha256, data.Train.Count, data.Test.Count, data.Train.Height, data.Train.Width,
-            data.Train.Classes, data.Train.Mean, data.Train.Std, allReduce);
+            data.Train.Classes, [.. data.Train.Mean], [.. data.Train.Std], allReduce, data.Train.Channels);
+
+    /// Samples shipped to a worker without the data (pixels C x H x W each, in order), normalised as the job's.
+    public DistTrain.Cnn.Data.Dataset Shipped(byte[] pixels, byte[] labels) =>
+        new("shipped", Channels, Height, Width, Classes, pixels, labels, Mean, Std);
 
     public TrainingPlan ToTrainingPlan()
     {

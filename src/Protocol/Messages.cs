@@ -20,7 +20,8 @@ public static class ProtocolVersion
     /// 5: JobPlan.AllReduce is the AllReduceAlgorithm enum (an integer on the wire), no longer a string.
     /// 6: gradient chunks carry the sums in GradientCodec's encoding instead of raw int64s;
     ///    StepCompleted carries the payload bytes the worker sent in the all-reduce.
-    public const int Current = 6;
+    /// 7: JobPlan carries the samples' channel count and a mean and standard deviation per channel.
+    public const int Current = 7;
 }
 
 // ---- Join ----------------------------------------------------------------------------------

@@ -278,8 +278,7 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         }
     }
 
-    Dataset Shipped(byte[] pixels, byte[] labels) =>
-        new("shipped", _job.Height, _job.Width, _job.Classes, pixels, labels, _job.Mean, _job.Std);
+    Dataset Shipped(byte[] pixels, byte[] labels) => _job.Shipped(pixels, labels);
 
     void CompleteStep()
     {

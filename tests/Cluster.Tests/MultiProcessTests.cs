@@ -24,6 +24,35 @@ public sealed class MultiProcessTests : ProcessTests
     }
 
     [Fact]
+    public void Colour_images_train_with_a_worker_process_that_holds_no_data_and_match_the_in_process_run()
+    {
+        // A CIFAR-10 folder; the remote worker is started without --data, so every step's samples
+        // (3 x 32 x 32 bytes each) are shipped to it and normalised with the job's per-channel statistics.
+        var data = CifarFolder.Write(Dir["cifar"], CifarFolder.Synthetic(320, 64, seed: 7), DistTrain.Cnn.Data.CifarFile.Cifar10);
+        var (exit, output, inProcess) = Train(data, "--workers", "2", "--in-process", "--batch", "32");
+        Assert.True(exit == 0, output);
+
+        var report = Dir["dataless.json"];
+        int port = Ports.Free();
+        var psi = DisttrainProcess.StartInfo(["train", "--data", data, "--seed", "5", "--max-steps", "8", "--batch", "32", "--workers", "1", "--remote-workers", "1",
+                                              "--port", port.ToString(), "--worker-wait", "120", "--report", report]);
+        psi.Environment["DISTTRAIN_JOB_TOKEN"] = "dataless-test";
+        using var coordinator = Process.Start(psi)!;
+        var coordinatorOutput = coordinator.StandardOutput.ReadToEndAsync();
+        var coordinatorErrors = coordinator.StandardError.ReadToEndAsync();
+        var worker = DisttrainProcess.StartInfo(["worker", "--coordinator", $"127.0.0.1:{port}", "--threads", "1", "--name", "no-data", "--join-timeout", "60"]);
+        worker.Environment["DISTTRAIN_JOB_TOKEN"] = "dataless-test";
+        var (workerExit, workerOutput) = Processes.RunToExit(worker, Patience.Training);
+        Assert.True(coordinator.WaitForExit(Patience.Helper));
+        string log = coordinatorOutput.Result + coordinatorErrors.Result;
+        Assert.True(workerExit == 0, workerOutput + log);
+        Assert.True(coordinator.ExitCode == 0, log);
+        using var doc = JsonDocument.Parse(File.ReadAllText(report));
+        Assert.Equal(2, doc.RootElement.GetProperty("workers").GetInt32());
+        Assert.Equal(inProcess.GetProperty("parameter_sha256").GetString(), doc.RootElement.GetProperty("parameter_sha256").GetString());
+    }
+
+    [Fact]
     public void A_worker_process_killed_mid_run_is_replaced_by_a_later_one_and_the_result_is_the_fault_free_one()
     {
         var data = WriteData();

@@ -12,7 +12,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
     {
         nameof(RegisterWorker) => new RegisterWorker(1, "token", "abc", 2, "w"),
         nameof(WorkerRefused) => new WorkerRefused("wrong job token"),
-        nameof(WorkerAccepted) => new WorkerAccepted(new JobPlan("{}", "mnist", "sha", 10, 5, 28, 28, 10, 0.1f, 0.3f, AllReduceAlgorithm.Ring), true),
+        nameof(WorkerAccepted) => new WorkerAccepted(new JobPlan("{}", "cifar", "sha", 10, 5, 32, 32, 10, [0.49f, 0.48f, 0.45f], [0.25f, 0.24f, 0.26f], AllReduceAlgorithm.Ring, 3), true),
         nameof(ModelStateChunk) => new ModelStateChunk(1, 5, 0, 2, 7, [1, 2, 3]),
         nameof(StartGeneration) => new StartGeneration(2, ["akka://a/user/b", "akka://a/user/c"], 1, 5),
         nameof(RunStep) => new RunStep(1, 9, 0, 2, [9, 8], [1]),

@@ -14,7 +14,7 @@ public static class IdxFile
 
     public static IdxImages ReadImages(string path)
     {
-        var bytes = ReadAll(path);
+        var bytes = DataFiles.ReadAll(path);
         var dims = ReadHeader(path, bytes, ImagesMagic, rank: 3, "images");
         long expected = 16 + (long)dims[0] * dims[1] * dims[2];
         CheckLength(path, bytes, expected, $"{dims[0]} images of {dims[1]}x{dims[2]}");
@@ -23,7 +23,7 @@ public static class IdxFile
 
     public static byte[] ReadLabels(string path)
     {
-        var bytes = ReadAll(path);
+        var bytes = DataFiles.ReadAll(path);
         var dims = ReadHeader(path, bytes, LabelsMagic, rank: 1, "labels");
         CheckLength(path, bytes, 8 + (long)dims[0], $"{dims[0]} labels");
         return bytes[8..];
@@ -54,15 +54,6 @@ public static class IdxFile
         using var f = File.Create(path);
         f.Write(header);
         f.Write(body);
-    }
-
-    static byte[] ReadAll(string path)
-    {
-        try { return File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new DataFormatException($"{path}: file not found"); }
-        catch (DirectoryNotFoundException) { throw new DataFormatException($"{path}: file not found"); }
-        catch (UnauthorizedAccessException) { throw new DataFormatException($"{path}: permission denied"); }
-        catch (IOException e) { throw new DataFormatException($"{path}: cannot read: {e.Message.ReplaceLineEndings(" ")}"); }
     }
 
     static int[] ReadHeader(string path, byte[] bytes, int magic, int rank, string what)

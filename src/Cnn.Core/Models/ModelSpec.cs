@@ -106,6 +106,17 @@ public static class Presets
     public static (string Optimizer, double LearningRate) Recipe(string name) =>
         name == "mnist-cnn" ? ("adam", 0.002) : ("momentum", 0.03);
 
+    public static bool IsPreset(string name) => Names.Contains(name);
+
+    /// A preset for samples of shape `input` (C, H, W) in `classes` classes: the first layer takes
+    /// C channels and the dense layers follow the shapes by themselves; the last layer gets one
+    /// unit per class. MNIST's shape and 10 classes leave the preset as it is.
+    public static ModelSpec Fit(ModelSpec preset, int[] input, int classes) => preset with
+    {
+        Input = input,
+        Layers = [.. preset.Layers.Take(preset.Layers.Count - 1), preset.Layers[^1] with { Units = classes }],
+    };
+
     /// A preset name or a path to a model JSON file.
     public static ModelSpec Resolve(string nameOrFile) => nameOrFile switch
     {

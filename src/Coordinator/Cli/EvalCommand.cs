@@ -25,7 +25,8 @@ public static class EvalCommand
         var checkpoint = TrainingCheckpoint.Load(path);
         var data = DataLocator.Load(a.GetValue(DataOption), output);
         if (data.Test.SampleSize != checkpoint.Model.InputShape.Size)
-            throw new UsageException($"{path}: model {checkpoint.Model.Name} expects {checkpoint.Model.InputShape} inputs, {data.Name} has {data.Test.Height}x{data.Test.Width}");
+            throw new UsageException($"{path}: model {checkpoint.Model.Name} expects {checkpoint.Model.InputShape} inputs, {data.Name} has {data.Test.ShapeText}");
+        TrainCommand.CheckClasses(path, checkpoint.Model, data);
         if (data.Sha256 != checkpoint.DatasetSha256)
             output.WriteLine($"note: {path} was trained on dataset {checkpoint.Dataset} ({checkpoint.DatasetSha256[..12]}), evaluating on {data.Name} ({data.Sha256[..12]})");
         var stats = Evaluation.Run(new GradientComputer(checkpoint.Model, new SoftmaxCrossEntropy()), data.Test, batch);

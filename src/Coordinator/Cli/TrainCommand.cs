@@ -111,8 +111,7 @@ public static class TrainCommand
         var data = DataLocator.Load(a.GetValue(DataOption), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
-        if (data.Train.SampleSize != plan.Model.Input.Aggregate(1, (x, y) => x * y))
-            throw new UsageException($"--model {plan.Model.Name}: expects {string.Join("x", plan.Model.Input)} inputs, {data.Name} has {data.Train.Height}x{data.Train.Width}");
+        plan = plan with { Model = ModelFor(a.GetValue(ModelOption)!, plan.Model, data) };
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
@@ -199,6 +198,25 @@ public static class TrainCommand
     {
         try { return Presets.Resolve(name); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
+    /// A preset takes the dataset's sample shape and class count; a model file must fit them as it
+    /// is (its input as many values as a sample: a 784 x 1 x 1 input takes MNIST's images flattened).
+    static ModelSpec ModelFor(string option, ModelSpec model, DatasetFolder data)
+    {
+        if (Presets.IsPreset(option)) return Presets.Fit(model, [data.Train.Channels, data.Train.Height, data.Train.Width], data.Train.Classes);
+        if (model.Input.Aggregate(1L, (x, y) => x * y) != data.Train.SampleSize)
+            throw new UsageException($"--model {option}: expects {string.Join("x", model.Input)} inputs, {data.Name} has {data.Train.ShapeText}");
+        CheckClasses($"--model {option}", Model.Create(model), data);
+        return model;
+    }
+
+    /// Every label of the dataset must name one of the model's outputs.
+    internal static void CheckClasses(string what, Model model, DatasetFolder data)
+    {
+        if (model.OutputShape.Size < data.Train.Classes)
+            throw new UsageException($"{what}: model {model.Name} has {model.OutputShape.Size} outputs, {data.Name} has {data.Train.Classes} classes; " +
+                                     "expected one output per class");
     }
 
     static void CheckResumable(TrainingCheckpoint c, TrainingPlan plan, DatasetFolder data)

@@ -181,4 +181,53 @@ public sealed class CliTests : IDisposable
         Assert.Equal(3, exit);
         Assert.Contains("diverged", stdout);
     }
+
+    [Fact]
+    public void A_CIFAR_folder_trains_and_evaluates_with_the_preset_fitted_to_its_shape_and_classes()
+    {
+        var data = DistTrain.TestSupport.CifarFolder.Write(Path.Combine(_dir, "cifar"), DistTrain.TestSupport.CifarFolder.Synthetic(320, 64, seed: 3), CifarFile.Cifar10);
+        var ckpt = Path.Combine(_dir, "ckpt");
+        string Hash(string report) => JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("parameter_sha256").GetString()!;
+        string one = Path.Combine(_dir, "one.json"), two = Path.Combine(_dir, "two.json");
+        var (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "32", "--epochs", "2", "--seed", "2", "--report", one, "--checkpoint-dir", ckpt);
+        Assert.True(exit == 0, stdout + stderr);
+        using (var report = JsonDocument.Parse(File.ReadAllText(one)))
+            // The synthetic colour classes are easy: an untrained net would score about 0.1.
+            Assert.True(report.RootElement.GetProperty("test_accuracy").GetDouble() > 0.5, File.ReadAllText(one));
+        (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "32", "--epochs", "2", "--seed", "2", "--report", two, "--workers", "2");
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Equal(Hash(one), Hash(two));   // invariant 3 on colour images
+
+        var saved = Directory.GetFiles(ckpt, "*.safetensors").Order().Last();
+        (exit, stdout, _) = Run("eval", "--checkpoint", saved, "--data", data);
+        Assert.Equal(0, exit);
+        Assert.Contains("(64 images of cifar)", stdout);
+        // The MNIST-shaped model cannot read colour images: one line, exit 2.
+        var mnist = MakeIdxFolder();
+        (exit, _, stderr) = Run("eval", "--checkpoint", saved, "--data", mnist);
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "expects 3x32x32 inputs", "has 1x28x28");
+    }
+
+    [Fact]
+    public void A_model_file_must_fit_the_datasets_shape_and_have_an_output_per_class()
+    {
+        var data = DistTrain.TestSupport.CifarFolder.Write(Path.Combine(_dir, "c100"), DistTrain.TestSupport.CifarFolder.Synthetic(64, 32, seed: 5, classes: 100), CifarFile.Cifar100);
+        var model = Path.Combine(_dir, "m.json");
+        File.WriteAllText(model, """{ "name": "tiny", "input": [1, 28, 28], "layers": [ { "type": "dense", "units": 10 } ] }""");
+        var (exit, _, stderr) = Run("train", "--data", data, "--model", model, "--max-steps", "1");
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "expects 1x28x28 inputs", "has 3x32x32");
+
+        File.WriteAllText(model, """{ "name": "tiny", "input": [3, 32, 32], "layers": [ { "type": "dense", "units": 10 } ] }""");
+        (exit, _, stderr) = Run("train", "--data", data, "--model", model, "--max-steps", "1");
+        Assert.Equal(2, exit);
+        AssertOneLineError(stderr, "model tiny has 10 outputs", "has 100 classes");
+
+        // A preset takes the class count: 100 outputs.
+        string report = Path.Combine(_dir, "r.json");
+        string output;
+        (exit, output, stderr) = Run("train", "--data", data, "--model", "mnist-cnn", "--batch", "16", "--max-steps", "2", "--report", report);
+        Assert.True(exit == 0, output + stderr);
+    }
 }

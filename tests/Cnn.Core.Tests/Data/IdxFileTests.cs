@@ -124,8 +124,8 @@ public sealed class IdxFileTests : IDisposable
         var mnist = DatasetFolder.Load(dir);
         Assert.Equal((60000, 10000), (mnist.Train.Count, mnist.Test.Count));
         Assert.Equal((28, 28), (mnist.Train.Height, mnist.Train.Width));
-        Assert.Equal(0.1307, mnist.Train.Mean, 3);   // the well-known MNIST normalisation constants
-        Assert.Equal(0.3081, mnist.Train.Std, 3);
+        Assert.Equal(0.1307, mnist.Train.Mean[0], 3);   // the well-known MNIST normalisation constants
+        Assert.Equal(0.3081, mnist.Train.Std[0], 3);
         Assert.Equal((28, 28), (mnist.Test.Height, mnist.Test.Width));
         Assert.Equal(10, mnist.Train.Labels.ToArray().Distinct().Count());
         Assert.All(mnist.Train.Labels.ToArray(), l => Assert.InRange(l, (byte)0, (byte)9));

@@ -248,7 +248,7 @@ public sealed class ReplicaTests
                 train.Pixels.Slice(ids[i] * train.SampleSize, train.SampleSize).CopyTo(pixels.AsSpan(i * train.SampleSize));
                 labels[i] = train.Label(ids[i]);
             }
-            var shipped = new Dataset("shipped", train.Height, train.Width, train.Classes, pixels, labels, train.Mean, train.Std);
+            var shipped = new Dataset("shipped", train.Channels, train.Height, train.Width, train.Classes, pixels, labels, [.. train.Mean], [.. train.Std]);
             Assert.Equal(own.Compute(0, plan.MicroBatchCount, LocalExchange.Instance).Share,
                          dataless.Compute(0, plan.MicroBatchCount, LocalExchange.Instance, shipped).Share);
             own.Apply();
