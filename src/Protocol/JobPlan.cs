@@ -40,13 +40,14 @@ public sealed record JobPlan(
             Model = ModelSpec.FromJson(w.Model, "plan"), Optimizer = w.Optimizer, LearningRate = w.LearningRate,
             Schedule = w.Schedule, WarmupSteps = w.WarmupSteps, Loss = w.Loss, Epochs = w.Epochs,
             GlobalBatch = w.GlobalBatch, MicroBatch = w.MicroBatch, Seed = w.Seed, MaxSteps = w.MaxSteps,
+            Augment = DistTrain.Cnn.Data.Augmentation.Parse(w.Augment ?? "none"),
         };
     }
 
     static string ToJson(TrainingPlan p) => JsonSerializer.Serialize(new WirePlan(
         p.Model.ToJson(), p.Optimizer, p.LearningRate, p.Schedule, p.WarmupSteps, p.Loss, p.Epochs,
-        p.GlobalBatch, p.MicroBatch, p.Seed, p.MaxSteps));
+        p.GlobalBatch, p.MicroBatch, p.Seed, p.MaxSteps, p.Augment.ToString()));
 
     sealed record WirePlan(string Model, OptimizerSettings Optimizer, double LearningRate, string Schedule, long WarmupSteps,
-                           string Loss, int Epochs, int GlobalBatch, int MicroBatch, ulong Seed, long? MaxSteps);
+                           string Loss, int Epochs, int GlobalBatch, int MicroBatch, ulong Seed, long? MaxSteps, string? Augment);
 }

@@ -27,14 +27,15 @@ public sealed class MultiProcessTests : ProcessTests
     public void Colour_images_train_with_a_worker_process_that_holds_no_data_and_match_the_in_process_run()
     {
         // A CIFAR-10 folder; the remote worker is started without --data, so every step's samples
-        // (3 x 32 x 32 bytes each) are shipped to it and normalised with the job's per-channel statistics.
+        // (3 x 32 x 32 bytes each) are shipped to it and normalised with the job's per-channel
+        // statistics, and augmented as their sample index (not their row in the shipped batch) says.
         var data = CifarFolder.Write(Dir["cifar"], CifarFolder.Synthetic(320, 64, seed: 7), DistTrain.Cnn.Data.CifarFile.Cifar10);
-        var (exit, output, inProcess) = Train(data, "--workers", "2", "--in-process", "--batch", "32");
+        var (exit, output, inProcess) = Train(data, "--workers", "2", "--in-process", "--batch", "32", "--augment", "crop:4,flip");
         Assert.True(exit == 0, output);
 
         var report = Dir["dataless.json"];
         int port = Ports.Free();
-        var psi = DisttrainProcess.StartInfo(["train", "--data", data, "--seed", "5", "--max-steps", "8", "--batch", "32", "--workers", "1", "--remote-workers", "1",
+        var psi = DisttrainProcess.StartInfo(["train", "--data", data, "--seed", "5", "--max-steps", "8", "--batch", "32", "--augment", "crop:4,flip", "--workers", "1", "--remote-workers", "1",
                                               "--port", port.ToString(), "--worker-wait", "120", "--report", report]);
         psi.Environment["DISTTRAIN_JOB_TOKEN"] = "dataless-test";
         using var coordinator = Process.Start(psi)!;

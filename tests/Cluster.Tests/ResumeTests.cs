@@ -18,6 +18,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
     {
         Model = Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 32, MicroBatch = 16, Epochs = 3, Seed = 9, MaxSteps = 40,   // 20 steps per epoch
+        Augment = new Augmentation(2, true),   // drawn from (seed, epoch, sample): the same after a resume on another worker count
     };
 
     sealed class Saver(string dir) : ITrainingObserver
@@ -28,7 +29,7 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
         public void EpochCompleted(EpochReport report) { }
         public void CheckpointDue(Model model, Optimizer optimizer, long step)
         {
-            TrainingCheckpoint.Save(Path.Combine(dir, $"{step}.safetensors"), model, optimizer, step, 0, Plan.Seed, Plan.GlobalBatch, Plan.MicroBatch, Data.Name, Data.Sha256);
+            TrainingCheckpoint.Save(Path.Combine(dir, $"{step}.safetensors"), model, optimizer, step, 0, Plan.Seed, Plan.GlobalBatch, Plan.MicroBatch, Data.Name, Data.Sha256, Plan.Augment.ToString());
             Saved.Add(step);
         }
     }

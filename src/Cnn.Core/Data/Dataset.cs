@@ -76,6 +76,43 @@ public sealed class Dataset
         }
     }
 
+    /// Gather for training with `augmentation`: row rows[s] of this dataset is dataset sample
+    /// ids[s] (the same for a dataset of its own; a shipped batch's rows are 0..n-1), which with
+    /// `seed` and `epoch` decides its crop and flip. Pixels shifted in from outside the image are 0
+    /// (normalised as 0 is). No allocation.
+    public void Gather(ReadOnlySpan<int> rows, ReadOnlySpan<int> ids, ulong seed, int epoch, Augmentation augmentation, Span<float> dst, Span<int> labels)
+    {
+        if (ids.Length != rows.Length) throw new ArgumentException($"{Name}: {ids.Length} sample ids for {rows.Length} rows");
+        int size = SampleSize, plane = Height * Width;
+        for (int s = 0; s < rows.Length; s++)
+        {
+            int row = rows[s];
+            if ((uint)row >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(rows), $"{Name}: sample {row} of {Count}");
+            var (dy, dx, flip) = augmentation.Draw(seed, epoch, ids[s]);
+            // Output columns whose source column x + dx (after the flip's mirror) lies inside the image.
+            for (int c = 0; c < Channels; c++)
+            {
+                ReadOnlySpan<byte> src = _pixels.AsSpan(row * size + c * plane, plane);
+                Span<float> to = dst.Slice(s * size + c * plane, plane);
+                ReadOnlySpan<float> lookup = _lookup.AsSpan(c * 256, 256);
+                float black = lookup[0];
+                for (int y = 0; y < Height; y++)
+                {
+                    Span<float> line = to.Slice(y * Width, Width);
+                    int sy = y + dy;
+                    if ((uint)sy >= (uint)Height) { line.Fill(black); continue; }
+                    ReadOnlySpan<byte> source = src.Slice(sy * Width, Width);
+                    for (int x = 0; x < Width; x++)
+                    {
+                        int sx = (flip ? Width - 1 - x : x) + dx;
+                        line[x] = (uint)sx < (uint)Width ? lookup[source[sx]] : black;
+                    }
+                }
+            }
+            labels[s] = _labels[row];
+        }
+    }
+
     /// Mean and standard deviation of pixel/255 over all images (computed in double).
     public static (float Mean, float Std) Statistics(ReadOnlySpan<byte> pixels)
     {

@@ -6,8 +6,9 @@ using DistTrain.Cnn.Models;
 namespace DistTrain.Cnn.Training;
 
 /// Runs forward and backward over given samples of a dataset and ADDS their gradient into the
-/// model's gradient vector. Input and loss buffers are reused, so a fixed batch size allocates nothing.
-public sealed class GradientComputer(Model model, ILoss loss)
+/// model's gradient vector; training batches are augmented with `augmentation` (none by default).
+/// Input and loss buffers are reused, so a fixed batch size allocates nothing.
+public sealed class GradientComputer(Model model, ILoss loss, Augmentation? augmentation = null)
 {
     readonly Tensor _input = new(model.InputShape, 1);
     readonly Tensor _gradLogits = new(model.OutputShape, 1);
@@ -38,10 +39,12 @@ public sealed class GradientComputer(Model model, ILoss loss)
     {
         int n = sampleIds.Length;
         if (data.SampleSize != model.InputShape.Size)
-            throw new ArgumentException($"{data.Name}: samples of {data.Height}x{data.Width} do not fit model {model.Name} (input {model.InputShape})");
+            throw new ArgumentException($"{data.Name}: samples of {data.ShapeText} do not fit model {model.Name} (input {model.InputShape})");
         _input.Resize(n);
         if (_labels.Length < n) _labels = new int[n];
-        data.Gather(sampleIds.Span, _input.Span, _labels.AsSpan(0, n));
+        if (context.Training && augmentation is { IsNone: false } a)
+            data.Gather(sampleIds.Span, context.SampleIds.Span, context.Seed, context.Epoch, a, _input.Span, _labels.AsSpan(0, n));
+        else data.Gather(sampleIds.Span, _input.Span, _labels.AsSpan(0, n));
         return model.Forward(_input, context);
     }
 }

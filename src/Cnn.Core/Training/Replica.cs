@@ -203,7 +203,7 @@ public sealed class Replica
         {
             _replica = replica;
             _model = model;
-            _computer = new GradientComputer(model, replica._loss);
+            _computer = new GradientComputer(model, replica._loss, replica._plan.Augment);
             _layerDone = LayerDone;
             _layerIndex = Enumerable.Range(0, model.Layers.Count).Where(i => model.Layers[i].ParameterCount > 0)
                 .ToDictionary(i => model.Layers[i], i => Array.IndexOf(replica._parameterLayers, replica.Model.Layers[i]));

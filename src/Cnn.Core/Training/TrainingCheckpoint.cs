@@ -10,12 +10,12 @@ namespace DistTrain.Cnn.Training;
 /// optimizer state ("optimizer.NAME", flat) and the metadata needed to rebuild and continue.
 public sealed record TrainingCheckpoint(
     Model Model, Optimizer? Optimizer, long Step, int Epoch, ulong Seed, int GlobalBatch, int MicroBatch,
-    string Dataset, string DatasetSha256, string Path)
+    string Dataset, string DatasetSha256, string Path, string Augment = "none")
 {
     public const string Format = "disttrain-checkpoint-1";
 
     public static void Save(string path, Model model, Optimizer optimizer, long step, int epoch, ulong seed,
-                            int globalBatch, int microBatch, string dataset, string datasetSha256)
+                            int globalBatch, int microBatch, string dataset, string datasetSha256, string augment = "none")
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
         foreach (var v in model.Views) tensors.Add((v.Name, v.Shape, model.Parameters.AsMemory(v.Offset, v.Length)));
@@ -33,6 +33,7 @@ public sealed record TrainingCheckpoint(
             ["micro_batch"] = microBatch.ToString(CultureInfo.InvariantCulture),
             ["dataset"] = dataset,
             ["dataset_sha256"] = datasetSha256,
+            ["augment"] = augment,
             ["parameter_sha256"] = ParameterHash.Sha256Hex(model.Parameters),
             ["tensors_sha256"] = ContentHash(tensors.Select(t => t.Item3)),
         };
@@ -95,6 +96,8 @@ public sealed record TrainingCheckpoint(
             Parse("seed", s => ulong.TryParse(s, CultureInfo.InvariantCulture, out var x) ? x : (ulong?)null),
             Parse("global_batch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x > 0 ? x : (int?)null),
             Parse("micro_batch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x > 0 ? x : (int?)null),
-            Meta("dataset"), Meta("dataset_sha256"), path);
+            Meta("dataset"), Meta("dataset_sha256"), path,
+            // Checkpoints from before augmentation existed trained without it.
+            file.Metadata.TryGetValue("augment", out var augment) ? augment : "none");
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
 
@@ -21,6 +22,8 @@ public sealed record TrainingPlan
     /// process computes which micro-batch: the unit of work of the distributed trainer.
     public int MicroBatch { get; init; } = 16;
     public ulong Seed { get; init; } = 1;
+    /// Crop and flip of the training samples, drawn from (seed, epoch, sample index).
+    public Augmentation Augment { get; init; } = Augmentation.None;
     public long? MaxSteps { get; init; }
 
     public int MicroBatchCount => (GlobalBatch + MicroBatch - 1) / MicroBatch;

@@ -16,7 +16,7 @@ namespace DistTrain.Coordinator.Cli;
 /// disttrain train: trains a model and writes the report, metrics and checkpoints asked for.
 public static class TrainCommand
 {
-    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder with the four IDX files [default: data/mnist, fetched if absent]");
+    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder: MNIST's four IDX files, or CIFAR-10/100 binary files [default: data/mnist, fetched if absent]");
     static readonly Option<string> ModelOption = Opt.Text("--model NAME|FILE", "lenet5, mnist-cnn, or a model FILE.json", "lenet5")!;
     static readonly Option<int> EpochsOption = Opt.Int("--epochs E", "passes over the training set", 2, min: 1, max: 100_000);
     static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);
@@ -29,7 +29,8 @@ public static class TrainCommand
     static readonly Option<string> ScheduleOption = Opt.Text("--schedule S", "cosine | cosine:MIN | constant | step:EVERY:GAMMA", "cosine")!;
     static readonly Option<long?> WarmupOption = Opt.OptionalLong("--warmup STEPS", "linear learning-rate warm-up [default: 5% of the run's steps]", min: 0);
     static readonly Option<string> LossOption = Opt.Choice("--loss L", "cross-entropy | mse", "cross-entropy", ["cross-entropy", "mse"]);
-    static readonly Option<ulong> SeedOption = Opt.ULong("--seed S", "seed of initialisation, shuffling and dropout", 1);
+    static readonly Option<ulong> SeedOption = Opt.ULong("--seed S", "seed of initialisation, shuffling, dropout and augmentation", 1);
+    static readonly Option<string> AugmentOption = Opt.Text("--augment SPEC", "training-time crop and flip, drawn from (seed, epoch, sample): none | flip | crop:P | crop:P,flip (CIFAR: crop:4,flip)", "none")!;
     static readonly Option<long?> MaxStepsOption = Opt.OptionalLong("--max-steps K", "stop after K steps", min: 1);
     static readonly Option<int> WorkersOption = Opt.Int("--workers N", "worker processes to start on this machine", 1, min: 0, max: 256);
     static readonly Option<bool> InProcessOption = Opt.Flag("--in-process", "run the N workers as actors inside this process instead");
@@ -55,7 +56,7 @@ public static class TrainCommand
         var command = new Command("train", "train a model: a coordinator and its workers (local processes, in-process actors, or workers started elsewhere)")
         {
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
-            WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, MaxStepsOption, WorkersOption, InProcessOption,
+            WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
             TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, MetricsOption, ReportOption, StatusPortOption, ProgressOption,
         };
@@ -94,6 +95,7 @@ public static class TrainCommand
             GlobalBatch = a.GetValue(BatchOption),
             MicroBatch = a.GetValue(MicroBatchOption),
             Seed = a.GetValue(SeedOption),
+            Augment = ParseAugmentation(a.GetValue(AugmentOption)!),
             MaxSteps = a.GetValue(MaxStepsOption),
         };
         string? checkpointDir = a.GetValue(CheckpointDirOption);
@@ -112,6 +114,7 @@ public static class TrainCommand
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
         plan = plan with { Model = ModelFor(a.GetValue(ModelOption)!, plan.Model, data) };
+        if (plan.Augment.Unfit(data.Train.Height, data.Train.Width) is { } unfit) throw new UsageException(unfit);
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
@@ -194,6 +197,12 @@ public static class TrainCommand
     static OptimizerKind ParseOptimizer(string kind) =>
         OptimizerKinds.TryParse(kind, out var k) ? k : throw new UsageException($"--optimizer: expected {string.Join("|", OptimizerKinds.Names)}, got '{kind}'");
 
+    static Augmentation ParseAugmentation(string spec)
+    {
+        try { return Augmentation.Parse(spec); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
     static ModelSpec ResolveModel(string name)
     {
         try { return Presets.Resolve(name); }
@@ -230,6 +239,7 @@ public static class TrainCommand
         Same("seed", c.Seed, plan.Seed);
         Same("global batch", c.GlobalBatch, plan.GlobalBatch);
         Same("micro-batch", c.MicroBatch, plan.MicroBatch);
+        Same("augmentation", c.Augment, plan.Augment.ToString());
         Same("dataset sha256", c.DatasetSha256, data.Sha256);
         Same("optimizer", System.Text.Json.JsonSerializer.Serialize(c.Optimizer!.Settings), plan.OptimizerJson);
     }

@@ -230,4 +230,27 @@ public sealed class CliTests : IDisposable
         (exit, output, stderr) = Run("train", "--data", data, "--model", "mnist-cnn", "--batch", "16", "--max-steps", "2", "--report", report);
         Assert.True(exit == 0, output + stderr);
     }
+
+    [Fact]
+    public void Augmentation_gives_one_hash_for_any_worker_count_and_bad_specs_are_one_line()
+    {
+        var data = DistTrain.TestSupport.CifarFolder.Write(Path.Combine(_dir, "cifar"), DistTrain.TestSupport.CifarFolder.Synthetic(192, 32, seed: 4), CifarFile.Cifar10);
+        string Hash(params string[] extra)
+        {
+            string report = Path.Combine(_dir, $"{Guid.NewGuid():N}.json");
+            var (exit, stdout, stderr) = Run(["train", "--data", data, "--batch", "32", "--epochs", "1", "--seed", "3", "--report", report, .. extra]);
+            Assert.True(exit == 0, stdout + stderr);
+            return JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("parameter_sha256").GetString()!;
+        }
+        string one = Hash("--augment", "crop:4,flip");
+        Assert.Equal(one, Hash("--augment", "crop:4,flip", "--workers", "3"));
+        Assert.NotEqual(one, Hash());   // it does change what is trained on
+
+        var (code, _, err) = Run("train", "--data", data, "--augment", "rotate");
+        Assert.Equal(2, code);
+        AssertOneLineError(err, "--augment: 'rotate': expected none, flip, crop:P or crop:P,flip");
+        (code, _, err) = Run("train", "--data", data, "--augment", "crop:32");
+        Assert.Equal(2, code);
+        AssertOneLineError(err, "a padding of 32 pixels would shift 32x32 images out of view");
+    }
 }
