@@ -23,13 +23,17 @@ public sealed class MultiProcessTests : ProcessTests
         Assert.Equal(report.GetProperty("parameter_sha256").GetString(), inProcess.GetProperty("parameter_sha256").GetString());
     }
 
-    [Fact]
-    public void Colour_images_train_with_a_worker_process_that_holds_no_data_and_match_the_in_process_run()
+    [Theory]
+    [InlineData("cifar")]
+    [InlineData("images")]
+    public void Colour_images_train_with_a_worker_process_that_holds_no_data_and_match_the_in_process_run(string format)
     {
-        // A CIFAR-10 folder; the remote worker is started without --data, so every step's samples
+        // A CIFAR-10 folder or an image folder of PNGs; the remote worker is started without --data, so every step's samples
         // (3 x 32 x 32 bytes each) are shipped to it and normalised with the job's per-channel
         // statistics, and augmented as their sample index (not their row in the shipped batch) says.
-        var data = CifarFolder.Write(Dir["cifar"], CifarFolder.Synthetic(320, 64, seed: 7), DistTrain.Cnn.Data.CifarFile.Cifar10);
+        var colours = CifarFolder.Synthetic(320, 64, seed: 7);
+        var data = format == "cifar" ? CifarFolder.Write(Dir["cifar"], colours, DistTrain.Cnn.Data.CifarFile.Cifar10)
+            : ImageFolderWriter.Write(Dir["images"], colours, [.. Enumerable.Range(0, 10).Select(c => $"class-{c}")]);
         var (exit, output, inProcess) = Train(data, "--workers", "2", "--in-process", "--batch", "32", "--augment", "crop:4,flip");
         Assert.True(exit == 0, output);
 

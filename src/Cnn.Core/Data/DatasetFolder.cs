@@ -4,11 +4,14 @@ namespace DistTrain.Cnn.Data;
 
 /// The train and test splits of one dataset folder and the folder's identity: the SHA-256 of its
 /// files concatenated in a fixed order. A folder holds one of: MNIST's four IDX files (also
-/// Fashion-MNIST's), CIFAR-10's binary batches, or CIFAR-100's binary files; the CIFAR ones may
-/// also sit in the sub-folder their archive unpacks to. Both splits are normalised per channel
+/// Fashion-MNIST's), CIFAR-10's binary batches, CIFAR-100's binary files (these two may also sit
+/// in the sub-folder their archive unpacks to), or images in one sub-folder per class (<see cref="ImageFolder"/>). Both splits are normalised per channel
 /// with the training split's statistics.
 public sealed record DatasetFolder(string Name, Dataset Train, Dataset Test, string Sha256)
 {
+    /// The classes' names where the data has them (an image folder's sub-folders), label order; else empty.
+    public IReadOnlyList<string> ClassNames { get; init; } = [];
+
     public static readonly IReadOnlyList<string> FileNames =
         ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
@@ -20,6 +23,7 @@ public sealed record DatasetFolder(string Name, Dataset Train, Dataset Test, str
         if (!Directory.Exists(dir)) throw new DataFormatException($"{dir}: dataset folder not found (run deploy/fetch-mnist.sh, or pass --data DIR)");
         string name = new DirectoryInfo(dir).Name;
         if (FileNames.Any(f => File.Exists(Path.Combine(dir, f)))) return LoadIdx(dir, name);
+        if (ImageFolder.Holds(dir)) return ImageFolder.Load(dir);
         foreach (var folder in CifarSubfolders.Select(s => Path.Combine(dir, s)).Where(Directory.Exists).Prepend(dir))
         {
             if (CifarFile.Cifar10Train.Append(CifarFile.Cifar10Test).Any(f => File.Exists(Path.Combine(folder, f))))
@@ -29,7 +33,8 @@ public sealed record DatasetFolder(string Name, Dataset Train, Dataset Test, str
         }
         throw new DataFormatException($"{dir}: no dataset found; expected MNIST's IDX files ({string.Join(", ", FileNames)}), " +
                                       $"CIFAR-10's binary batches ({string.Join(", ", CifarFile.Cifar10Train)}, {CifarFile.Cifar10Test}) " +
-                                      $"or CIFAR-100's ({CifarFile.Cifar100Train}, {CifarFile.Cifar100Test})");
+                                      $"CIFAR-100's ({CifarFile.Cifar100Train}, {CifarFile.Cifar100Test}), " +
+                                      $"or an image folder ({ImageFolder.Train}/CLASS/*.png and {ImageFolder.Test}/CLASS/*.png)");
     }
 
     static DatasetFolder LoadIdx(string dir, string name)

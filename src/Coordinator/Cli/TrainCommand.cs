@@ -16,7 +16,7 @@ namespace DistTrain.Coordinator.Cli;
 /// disttrain train: trains a model and writes the report, metrics and checkpoints asked for.
 public static class TrainCommand
 {
-    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder: MNIST's four IDX files, or CIFAR-10/100 binary files [default: data/mnist, fetched if absent]");
+    static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder: MNIST's four IDX files, CIFAR-10/100 binary files or an image folder [default: data/mnist, fetched if absent]");
     static readonly Option<string> ModelOption = Opt.Text("--model NAME|FILE", "lenet5, mnist-cnn, or a model FILE.json", "lenet5")!;
     static readonly Option<int> EpochsOption = Opt.Int("--epochs E", "passes over the training set", 2, min: 1, max: 100_000);
     static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);

@@ -253,4 +253,24 @@ public sealed class CliTests : IDisposable
         Assert.Equal(2, code);
         AssertOneLineError(err, "a padding of 32 pixels would shift 32x32 images out of view");
     }
+
+    [Fact]
+    public void An_image_folder_trains_and_evaluates_through_the_command_line()
+    {
+        var data = DistTrain.TestSupport.ImageFolderWriter.Write(Path.Combine(_dir, "images"), DistTrain.TestSupport.CifarFolder.Synthetic(192, 40, seed: 6),
+                                                                 ["apple", "bee", "car", "dune", "eel", "fig", "gnu", "hat", "ivy", "jar"]);
+        var ckpt = Path.Combine(_dir, "ckpt");
+        string one = Path.Combine(_dir, "one.json"), two = Path.Combine(_dir, "two.json");
+        var (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "32", "--epochs", "2", "--seed", "8", "--augment", "crop:2,flip", "--report", one, "--checkpoint-dir", ckpt);
+        Assert.True(exit == 0, stdout + stderr);
+        (exit, stdout, stderr) = Run("train", "--data", data, "--batch", "32", "--epochs", "2", "--seed", "8", "--augment", "crop:2,flip", "--report", two, "--workers", "2");
+        Assert.True(exit == 0, stdout + stderr);
+        using var a = JsonDocument.Parse(File.ReadAllText(one));
+        using var b = JsonDocument.Parse(File.ReadAllText(two));
+        Assert.Equal(a.RootElement.GetProperty("parameter_sha256").GetString(), b.RootElement.GetProperty("parameter_sha256").GetString());
+        Assert.Equal("images", a.RootElement.GetProperty("dataset").GetString());
+        (exit, stdout, _) = Run("eval", "--checkpoint", Directory.GetFiles(ckpt, "*.safetensors").Order().Last(), "--data", data);
+        Assert.Equal(0, exit);
+        Assert.Contains("(40 images of images)", stdout);
+    }
 }
