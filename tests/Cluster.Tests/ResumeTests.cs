@@ -16,7 +16,10 @@ public sealed class ResumeTests() : TestKit(ProtocolConfig.Local(serializeMessag
     static readonly DatasetFolder Data = DatasetFolder.Synthetic(640, 100, seed: 6);
     static readonly TrainingPlan Plan = new()
     {
-        Model = Presets.LeNet5, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
+        // LeNet-5 with batch normalisation after each convolution: its running statistics are summed
+        // across the workers with the gradients, saved in the checkpoint and carried over the resume.
+        Model = Presets.LeNet5 with { Layers = [.. Presets.LeNet5.Layers.SelectMany(l => l.Type == "conv2d" ? [l, new LayerSpec { Type = "batchnorm" }] : new[] { l })] },
+        Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.02,
         GlobalBatch = 32, MicroBatch = 16, Epochs = 3, Seed = 9, MaxSteps = 40,   // 20 steps per epoch
         Augment = new Augmentation(2, true),   // drawn from (seed, epoch, sample): the same after a resume on another worker count
     };

@@ -32,6 +32,11 @@ public abstract class Layer
 
     public virtual int ParameterCount => 0;
 
+    /// How many of the last elements of the layer's slice are statistics rather than trained
+    /// parameters (BatchNorm's running mean and variance): the optimizer leaves them alone, and
+    /// their gradient slots carry what the replica sums to update them (<see cref="BatchNorm"/>).
+    public virtual int StatisticCount => 0;
+
     /// How the parameters are laid out in this layer's slice, in order (weight first, then bias).
     public virtual IEnumerable<(string Suffix, int[] Shape)> ParameterLayout => [];
 

@@ -10,6 +10,7 @@ public sealed class Model
     Model(ModelSpec spec, SampleShape input, Layer[] layers, float[] parameters, float[] gradients, ParameterView[] views)
     {
         Spec = spec; InputShape = input; _layers = layers; Parameters = parameters; Gradients = gradients; Views = views;
+        StatisticRanges = [.. layers.Where(l => l.StatisticCount > 0).Select(l => (l.ParameterOffset + l.ParameterCount - l.StatisticCount, l.StatisticCount))];
     }
 
     // Forward and Backward walk the array itself: a foreach over IReadOnlyList allocates an enumerator per pass.
@@ -25,6 +26,8 @@ public sealed class Model
     /// Named slices of <see cref="Parameters"/> ("conv1.weight", ...), in memory order.
     public IReadOnlyList<ParameterView> Views { get; }
     public int ParameterCount => Parameters.Length;
+    /// The ranges of <see cref="Parameters"/> that hold statistics (<see cref="Layer.StatisticCount"/>), in order.
+    public IReadOnlyList<(int Offset, int Length)> StatisticRanges { get; }
 
     public static Model Create(ModelSpec spec) => Create(spec, shared: null);
 
@@ -136,13 +139,15 @@ public sealed class Model
             "tanh" => new Tanh(),
             "flatten" => new Flatten(),
             "dropout" => new Dropout(s.Rate ?? throw new ArgumentException("missing \"rate\"")),
-            _ => throw new ArgumentException($"unknown layer type; expected conv2d, maxpool2d, avgpool2d, dense, relu, sigmoid, tanh, flatten or dropout"),
+            "batchnorm" => new BatchNorm(),
+            "globalavgpool" => new GlobalAvgPool(),
+            _ => throw new ArgumentException($"unknown layer type; expected conv2d, maxpool2d, avgpool2d, globalavgpool, dense, batchnorm, relu, sigmoid, tanh, flatten or dropout"),
         };
     }
 
     static string ShortName(string type) => type switch
     {
-        "conv2d" => "conv", "maxpool2d" => "maxpool", "avgpool2d" => "avgpool", _ => type,
+        "conv2d" => "conv", "maxpool2d" => "maxpool", "avgpool2d" => "avgpool", "batchnorm" => "bn", _ => type,
     };
 
     /// He before ReLU, Xavier before tanh/sigmoid and for the output layer, unless the spec says.

@@ -327,7 +327,27 @@ public sealed class Replica
             // vector stays clear for the next step's first micro-batch.
             var gradients = (t_gradient ??= new float[Block]).AsSpan(0, n);
             FixedPointGradient.ToFloat(r._sums.AsSpan(start, n), gradients);
-            r.Optimizer.ApplyRange(r.Model.Parameters.AsSpan(start, n), r._spareParameters.AsSpan(start, n), gradients, _learningRate, start);
+            // The optimizer between the statistics' ranges (BatchNorm's running mean and variance), which take their own update.
+            var statistics = r.Model.StatisticRanges;
+            int at = start, end = start + n;
+            for (int k = 0; k < statistics.Count && at < end; k++)
+            {
+                int s0 = Math.Max(at, statistics[k].Offset), s1 = Math.Min(end, statistics[k].Offset + statistics[k].Length);
+                if (s0 >= s1) continue;
+                Optimize(r, gradients, start, at, s0, _learningRate);
+                BatchNorm.UpdateStatistics(r.Model.Parameters.AsSpan(s0, s1 - s0), r._spareParameters.AsSpan(s0, s1 - s0),
+                                           gradients.Slice(s0 - start, s1 - s0), r._plan.GlobalBatch);
+                at = s1;
+            }
+            Optimize(r, gradients, start, at, end, _learningRate);
+        }
+
+        /// The optimizer over elements [from, to) of the block that starts at `start`.
+        static void Optimize(Replica r, ReadOnlySpan<float> gradients, int start, int from, int to, float learningRate)
+        {
+            if (to > from)
+                r.Optimizer.ApplyRange(r.Model.Parameters.AsSpan(from, to - from), r._spareParameters.AsSpan(from, to - from),
+                                       gradients.Slice(from - start, to - from), learningRate, from);
         }
     }
 

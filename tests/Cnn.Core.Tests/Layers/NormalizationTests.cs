@@ -1,0 +1,160 @@
+using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Layers;
+using DistTrain.Cnn.Models;
+using DistTrain.Cnn.Optim;
+using DistTrain.Cnn.Training;
+
+namespace DistTrain.Cnn.Tests.Layers;
+
+/// BatchNorm (training and evaluation, its running statistics summed exactly across micro-batches)
+/// and global average pooling.
+public class NormalizationTests
+{
+    [Theory]
+    [InlineData(3, 4, 5, 3)]   // 2-D: three channels of 4 x 5, three samples
+    [InlineData(6, 1, 1, 4)]   // 1-D: six features, four samples
+    [InlineData(2, 3, 3, 1)]   // one sample: the statistics come from its positions alone
+    public void BatchNorm_in_training_passes_the_finite_difference_check(int c, int h, int w, int batch) =>
+        GradientCheck.Run(new LayerSpec { Type = "batchnorm" }, new SampleShape(c, h, w), batch, seed: (ulong)(c * 10 + h));
+
+    [Theory]
+    [InlineData(3, 4, 5, 2)]
+    [InlineData(2, 1, 7, 3)]
+    public void Global_average_pooling_passes_the_finite_difference_check(int c, int h, int w, int batch) =>
+        GradientCheck.Run(new LayerSpec { Type = "globalavgpool" }, new SampleShape(c, h, w), batch, seed: 5);
+
+    static (BatchNorm Layer, Model Model) Make(int c, int h, int w)
+    {
+        var model = Model.Create(new ModelSpec { Name = "bn", Input = [c, h, w], Layers = [new() { Type = "batchnorm" }] });
+        model.Initialize(1);
+        return ((BatchNorm)model.Layers[0], model);
+    }
+
+    static Tensor Random(SampleShape shape, int n, ulong seed, float scale, float offset)
+    {
+        var t = new Tensor(shape, n);
+        var rng = new DeterministicRandom(seed);
+        for (int i = 0; i < t.Length; i++) t.Span[i] = (rng.NextFloat() * 2 - 1) * scale + offset;
+        return t;
+    }
+
+    [Fact]
+    public void Training_normalises_each_channel_of_the_micro_batch_and_reports_its_statistics()
+    {
+        var (bn, model) = Make(2, 3, 4);
+        model.Parameters[0] = 2f; model.Parameters[1] = 0.5f;    // gamma
+        model.Parameters[2] = -1f; model.Parameters[3] = 3f;     // beta
+        var x = Random(new SampleShape(2, 3, 4), 5, 7, 4f, 10f);
+        var y = bn.Forward(x, new BatchContext(true, 1, 0, 0, new int[5])).Span.ToArray();
+        for (int ch = 0; ch < 2; ch++)
+        {
+            var xs = Enumerable.Range(0, 5).SelectMany(s => x.Span.Slice((s * 2 + ch) * 12, 12).ToArray()).Select(v => (double)v).ToArray();
+            var ys = Enumerable.Range(0, 5).SelectMany(s => y.AsSpan((s * 2 + ch) * 12, 12).ToArray()).Select(v => (double)v).ToArray();
+            double mean = ys.Average(), std = Math.Sqrt(ys.Select(v => (v - mean) * (v - mean)).Average());
+            Assert.Equal(model.Parameters[2 + ch], mean, 4);          // beta
+            Assert.Equal(model.Parameters[ch], std, 3);               // gamma (eps = 1e-5 against a variance near 5)
+            // The running statistics' slots hold N x the micro-batch's mean and N x its unbiased variance.
+            double xm = xs.Average(), unbiased = xs.Select(v => (v - xm) * (v - xm)).Sum() / (xs.Length - 1);
+            Assert.Equal(5 * xm, model.Gradients[4 + ch], 3);
+            Assert.Equal(5 * unbiased, model.Gradients[6 + ch], 2);
+        }
+    }
+
+    [Fact]
+    public void Evaluation_normalises_with_the_running_statistics()
+    {
+        var (bn, model) = Make(2, 1, 3);
+        float[] p = [1.5f, 0.5f, -0.2f, 0.3f, 4f, -2f, 9f, 0.25f];   // gamma, beta, running mean, running variance
+        p.CopyTo(model.Parameters, 0);
+        var x = Random(new SampleShape(2, 1, 3), 2, 3, 3f, 0f);
+        var y = bn.Forward(x, BatchContext.Inference).Span;
+        for (int s = 0; s < 2; s++)
+            for (int ch = 0; ch < 2; ch++)
+                for (int i = 0; i < 3; i++)
+                {
+                    int at = (s * 2 + ch) * 3 + i;
+                    double expected = p[ch] * (x.Span[at] - p[4 + ch]) / Math.Sqrt(p[6 + ch] + BatchNorm.Epsilon) + p[2 + ch];
+                    Assert.Equal(expected, y[at], 4);
+                }
+        Assert.All(model.Gradients, g => Assert.Equal(0f, g));   // evaluation reports nothing
+        Assert.Throws<InvalidOperationException>(() => bn.Backward(new Tensor(new SampleShape(2, 1, 3), 2)));
+    }
+
+    static readonly ModelSpec Small = new()
+    {
+        Name = "bn-net", Input = [3, 8, 8],
+        Layers =
+        [
+            new() { Type = "conv2d", Filters = 4, Kernel = 3, Padding = 1 }, new() { Type = "batchnorm" }, new() { Type = "relu" },
+            new() { Type = "globalavgpool" }, new() { Type = "dense", Units = 6 }, new() { Type = "batchnorm" }, new() { Type = "relu" },
+            new() { Type = "dense", Units = 10 },
+        ],
+    };
+
+    [Fact]
+    public void A_step_updates_the_running_statistics_from_the_whole_global_batch_and_leaves_them_out_of_the_optimizer()
+    {
+        var data = DatasetFolder.Synthetic(64, 8, seed: 3, height: 8, width: 8, channels: 3);
+        var plan = new TrainingPlan
+        {
+            Model = Small, Optimizer = new OptimizerSettings(OptimizerKind.Adam, WeightDecay: 0.1), LearningRate = 0.01,
+            GlobalBatch = 32, MicroBatch = 8, Seed = 4, Epochs = 1,
+        };
+        var replica = Replica.Initialized(plan, data.Train.Count, data.Train, threads: 1);
+        var before = (float[])replica.Model.Parameters.Clone();
+        var bn = (BatchNorm)replica.Model.Layers[1];
+        var conv = replica.Model.Layers[0];
+        var ids = replica.Samples(0, 0, plan.MicroBatchCount).ToArray();
+
+        // The running mean the step should reach: each micro-batch's conv output mean per channel, weighted by its 8 samples.
+        var probe = Model.Create(new ModelSpec { Name = "conv", Input = [3, 8, 8], Layers = [Small.Layers[0]] });
+        before.AsSpan(0, probe.ParameterCount).CopyTo(probe.Parameters);
+        var expected = new double[4];
+        for (int m = 0; m < 4; m++)
+        {
+            var x = new Tensor(new SampleShape(3, 8, 8), 8);
+            data.Train.Gather(ids.AsSpan(m * 8, 8), x.Span, new int[8]);
+            var y = probe.Forward(x, BatchContext.Inference).Span;
+            for (int ch = 0; ch < 4; ch++)
+            {
+                double sum = 0;
+                for (int s = 0; s < 8; s++) for (int i = 0; i < 64; i++) sum += y[(s * 4 + ch) * 64 + i];
+                expected[ch] += 8 * (sum / (8 * 64));
+            }
+        }
+        Assert.True(replica.Compute(0, plan.MicroBatchCount, LocalExchange.Instance).Reduced);
+        replica.Apply();
+        var after = replica.Model.Parameters;
+        int runningMean = bn.ParameterOffset + 2 * 4, runningVar = bn.ParameterOffset + 3 * 4;
+        for (int ch = 0; ch < 4; ch++)
+            Assert.Equal(0.9 * 0 + 0.1 * expected[ch] / 32, after[runningMean + ch], 4);
+        // Running variances moved from 1 by momentum towards positive batch variances; weight decay and Adam would have moved them otherwise.
+        for (int ch = 0; ch < 4; ch++) Assert.InRange(after[runningVar + ch], 0.9f, 10f);
+        Assert.NotEqual(before[conv.ParameterOffset], after[conv.ParameterOffset]);   // the trained parameters did move
+        Assert.Equal(0f, replica.Optimizer.State[0].Values[runningMean]);           // no optimizer state for a statistic
+    }
+
+    [Fact]
+    public void With_batch_norm_the_result_is_bitwise_the_same_for_any_number_of_lanes_and_replicas()
+    {
+        var data = DatasetFolder.Synthetic(96, 8, seed: 5, height: 8, width: 8, channels: 3);
+        var plan = new TrainingPlan
+        {
+            Model = Small, Optimizer = new OptimizerSettings(OptimizerKind.Momentum), LearningRate = 0.05,
+            GlobalBatch = 32, MicroBatch = 8, Seed = 2, Epochs = 2, Augment = new Augmentation(1, true),
+        };
+        string Train(int threads)
+        {
+            var replica = Replica.Initialized(plan, data.Train.Count, data.Train, threads: threads);
+            for (long t = 0; t < replica.TotalSteps; t++)
+            {
+                replica.Compute(0, plan.MicroBatchCount, LocalExchange.Instance);
+                replica.Apply();
+            }
+            return ParameterHash.Sha256Hex(replica.Model.Parameters);
+        }
+        string one = Train(1);
+        Assert.Equal(one, Train(2));
+        Assert.Equal(one, Train(3));
+    }
+}
