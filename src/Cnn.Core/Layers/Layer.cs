@@ -32,10 +32,10 @@ public abstract class Layer
 
     public virtual int ParameterCount => 0;
 
-    /// How many of the last elements of the layer's slice are statistics rather than trained
-    /// parameters (BatchNorm's running mean and variance): the optimizer leaves them alone, and
-    /// their gradient slots carry what the replica sums to update them (<see cref="BatchNorm"/>).
-    public virtual int StatisticCount => 0;
+    /// The ranges of the layer's slice (offsets from its start) that hold statistics rather than
+    /// trained parameters (BatchNorm's running mean and variance): the optimizer leaves them alone,
+    /// and their gradient slots carry what the replica sums to update them (<see cref="BatchNorm"/>).
+    public virtual IEnumerable<(int Offset, int Length)> StatisticRanges => [];
 
     /// How the parameters are laid out in this layer's slice, in order (weight first, then bias).
     public virtual IEnumerable<(string Suffix, int[] Shape)> ParameterLayout => [];
@@ -43,13 +43,13 @@ public abstract class Layer
     public WeightInit Init { get; set; } = WeightInit.He;
 
     /// Fixes the shapes; called once by the model before parameters are bound.
-    internal void Build(SampleShape input)
+    internal virtual void Build(SampleShape input)
     {
         InputShape = input;
         OutputShape = OutputShapeFor(input);
     }
 
-    internal void Bind(float[] parameters, float[] gradients, int offset)
+    internal virtual void Bind(float[] parameters, float[] gradients, int offset)
     {
         _parameters = parameters;
         _gradients = gradients;

@@ -25,7 +25,7 @@ public sealed class BatchNorm : Layer
     int Plane => InputShape.H * InputShape.W;
 
     public override int ParameterCount => 4 * C;
-    public override int StatisticCount => 2 * C;
+    public override IEnumerable<(int Offset, int Length)> StatisticRanges => [(2 * C, 2 * C)];
     public override IEnumerable<(string Suffix, int[] Shape)> ParameterLayout =>
         [("weight", [C]), ("bias", [C]), ("running_mean", [C]), ("running_var", [C])];
 

@@ -10,7 +10,7 @@ public sealed class Model
     Model(ModelSpec spec, SampleShape input, Layer[] layers, float[] parameters, float[] gradients, ParameterView[] views)
     {
         Spec = spec; InputShape = input; _layers = layers; Parameters = parameters; Gradients = gradients; Views = views;
-        StatisticRanges = [.. layers.Where(l => l.StatisticCount > 0).Select(l => (l.ParameterOffset + l.ParameterCount - l.StatisticCount, l.StatisticCount))];
+        StatisticRanges = [.. layers.SelectMany(l => l.StatisticRanges.Select(r => (l.ParameterOffset + r.Offset, r.Length)))];
     }
 
     // Forward and Backward walk the array itself: a foreach over IReadOnlyList allocates an enumerator per pass.
@@ -26,7 +26,7 @@ public sealed class Model
     /// Named slices of <see cref="Parameters"/> ("conv1.weight", ...), in memory order.
     public IReadOnlyList<ParameterView> Views { get; }
     public int ParameterCount => Parameters.Length;
-    /// The ranges of <see cref="Parameters"/> that hold statistics (<see cref="Layer.StatisticCount"/>), in order.
+    /// The ranges of <see cref="Parameters"/> that hold statistics (<see cref="Layer.StatisticRanges"/>), in order.
     public IReadOnlyList<(int Offset, int Length)> StatisticRanges { get; }
 
     public static Model Create(ModelSpec spec) => Create(spec, shared: null);
@@ -141,13 +141,14 @@ public sealed class Model
             "dropout" => new Dropout(s.Rate ?? throw new ArgumentException("missing \"rate\"")),
             "batchnorm" => new BatchNorm(),
             "globalavgpool" => new GlobalAvgPool(),
-            _ => throw new ArgumentException($"unknown layer type; expected conv2d, maxpool2d, avgpool2d, globalavgpool, dense, batchnorm, relu, sigmoid, tanh, flatten or dropout"),
+            "residual" => new ResidualBlock(Need(s.Filters, "filters"), s.Stride ?? 1),
+            _ => throw new ArgumentException($"unknown layer type; expected conv2d, maxpool2d, avgpool2d, globalavgpool, dense, batchnorm, residual, relu, sigmoid, tanh, flatten or dropout"),
         };
     }
 
     static string ShortName(string type) => type switch
     {
-        "conv2d" => "conv", "maxpool2d" => "maxpool", "avgpool2d" => "avgpool", "batchnorm" => "bn", _ => type,
+        "conv2d" => "conv", "maxpool2d" => "maxpool", "avgpool2d" => "avgpool", "batchnorm" => "bn", "residual" => "res", _ => type,
     };
 
     /// He before ReLU, Xavier before tanh/sigmoid and for the output layer, unless the spec says.

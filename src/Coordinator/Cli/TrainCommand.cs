@@ -17,15 +17,15 @@ namespace DistTrain.Coordinator.Cli;
 public static class TrainCommand
 {
     static readonly Option<string?> DataOption = Opt.Text("--data DIR", "dataset folder: MNIST's four IDX files, CIFAR-10/100 binary files or an image folder [default: data/mnist, fetched if absent]");
-    static readonly Option<string> ModelOption = Opt.Text("--model NAME|FILE", "lenet5, mnist-cnn, or a model FILE.json", "lenet5")!;
+    static readonly Option<string> ModelOption = Opt.Text("--model NAME|FILE", "lenet5, mnist-cnn, resnet20, or a model FILE.json", "lenet5")!;
     static readonly Option<int> EpochsOption = Opt.Int("--epochs E", "passes over the training set", 2, min: 1, max: 100_000);
     static readonly Option<int> BatchOption = Opt.Int("--batch B", "global batch size", 64, min: 1, max: 1 << 20);
     static readonly Option<int> MicroBatchOption = Opt.Int("--micro-batch M", "unit of work whose gradients are summed exactly", 16, min: 1, max: 1 << 20);
-    static readonly Option<double?> LrOption = Opt.OptionalDouble("--lr X", "peak learning rate [default: 0.03; mnist-cnn 0.002]", 0, double.MaxValue, minExclusive: true);
+    static readonly Option<double?> LrOption = Opt.OptionalDouble("--lr X", "peak learning rate [default: 0.03; mnist-cnn 0.002; resnet20 0.05]", 0, double.MaxValue, minExclusive: true);
     static readonly Option<string?> OptimizerOption = Opt.Text("--optimizer KIND", $"{string.Join(" | ", OptimizerKinds.Names)} [default: momentum; mnist-cnn adam]");
     static readonly Option<double> MomentumOption = Opt.Double("--momentum M", "momentum factor", 0.9, 0, 1);
     static readonly Option<bool> NesterovOption = Opt.Flag("--nesterov", "Nesterov momentum");
-    static readonly Option<double> WeightDecayOption = Opt.Double("--weight-decay W", "weight decay", 0, 0, 1);
+    static readonly Option<double?> WeightDecayOption = Opt.OptionalDouble("--weight-decay W", "weight decay [default: 0; resnet20 1e-4]", 0, 1);
     static readonly Option<string> ScheduleOption = Opt.Text("--schedule S", "cosine | cosine:MIN | constant | step:EVERY:GAMMA", "cosine")!;
     static readonly Option<long?> WarmupOption = Opt.OptionalLong("--warmup STEPS", "linear learning-rate warm-up [default: 5% of the run's steps]", min: 0);
     static readonly Option<string> LossOption = Opt.Choice("--loss L", "cross-entropy | mse", "cross-entropy", ["cross-entropy", "mse"]);
@@ -87,7 +87,7 @@ public static class TrainCommand
                 Kind: ParseOptimizer(a.GetValue(OptimizerOption) ?? recipe.Optimizer),
                 Momentum: a.GetValue(MomentumOption),
                 Nesterov: a.GetValue(NesterovOption),
-                WeightDecay: a.GetValue(WeightDecayOption)),
+                WeightDecay: a.GetValue(WeightDecayOption) ?? recipe.WeightDecay),
             LearningRate = a.GetValue(LrOption) ?? recipe.LearningRate,
             Schedule = a.GetValue(ScheduleOption)!,
             Loss = a.GetValue(LossOption)!,

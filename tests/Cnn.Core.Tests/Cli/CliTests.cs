@@ -102,7 +102,7 @@ public sealed class CliTests : IDisposable
     [InlineData("--epochs", "0", "--epochs: expected a whole number")]
     [InlineData("--lr", "abc", "--lr: expected a number")]
     [InlineData("--optimizer", "rmsprop", "--optimizer: expected sgd|momentum|adam|adamw")]
-    [InlineData("--model", "vgg", "--model: expected lenet5, mnist-cnn or a FILE.json")]
+    [InlineData("--model", "vgg", "--model: expected lenet5, mnist-cnn, resnet20 or a FILE.json")]
     [InlineData("--colour", "red", "unknown option --colour")]
     [InlineData("--schedule", "linear", "--schedule: expected")]
     [InlineData("--workers", "-1", "--workers: expected a whole number")]
@@ -272,5 +272,20 @@ public sealed class CliTests : IDisposable
         (exit, stdout, _) = Run("eval", "--checkpoint", Directory.GetFiles(ckpt, "*.safetensors").Order().Last(), "--data", data);
         Assert.Equal(0, exit);
         Assert.Contains("(40 images of images)", stdout);
+    }
+
+    [Fact]
+    public void ResNet20_with_batch_norm_and_augmentation_gives_one_hash_for_one_and_three_workers()
+    {
+        var data = DistTrain.TestSupport.CifarFolder.Write(Path.Combine(_dir, "cifar"), DistTrain.TestSupport.CifarFolder.Synthetic(128, 16, seed: 9), CifarFile.Cifar10);
+        string Hash(string workers)
+        {
+            string report = Path.Combine(_dir, $"r{workers}.json");
+            var (exit, stdout, stderr) = Run("train", "--data", data, "--model", "resnet20", "--batch", "32", "--max-steps", "3", "--augment", "crop:4,flip",
+                                             "--workers", workers, "--report", report);
+            Assert.True(exit == 0, stdout + stderr);
+            return JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("parameter_sha256").GetString()!;
+        }
+        Assert.Equal(Hash("1"), Hash("3"));
     }
 }

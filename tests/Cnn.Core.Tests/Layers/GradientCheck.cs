@@ -12,7 +12,7 @@ public static class GradientCheck
 {
     public const double Eps = 1e-2;
 
-    public static void Run(LayerSpec layer, SampleShape input, int batch, ulong seed, Func<DeterministicRandom, float>? inputSampler = null)
+    public static void Run(LayerSpec layer, SampleShape input, int batch, ulong seed, Func<DeterministicRandom, float>? inputSampler = null, double eps = Eps)
     {
         var model = Model.Create(new ModelSpec { Name = "probe", Input = [input.C, input.H, input.W], Layers = [layer] });
         model.Initialize(seed);
@@ -47,22 +47,22 @@ public static class GradientCheck
         }
 
         for (int i = 0; i < xs.Length; i++)
-            Compare($"{layer.Type} d/dx[{i}]", inputGrad[i], Numeric(() => x.Span, i, Loss));
+            Compare($"{layer.Type} d/dx[{i}]", inputGrad[i], Numeric(() => x.Span, i, Loss, eps));
         // Statistics (BatchNorm's running mean and variance) are not trained: their slots hold the forward pass's contributions.
         bool Statistic(int i) => model.StatisticRanges.Any(r => i >= r.Offset && i < r.Offset + r.Length);
         for (int i = 0; i < model.Parameters.Length; i++)
-            if (!Statistic(i)) Compare($"{layer.Type} d/dparam[{i}]", paramGrad[i], Numeric(() => model.Parameters, i, Loss));
+            if (!Statistic(i)) Compare($"{layer.Type} d/dparam[{i}]", paramGrad[i], Numeric(() => model.Parameters, i, Loss, eps));
     }
 
-    static double Numeric(Func<Span<float>> values, int i, Func<double> loss)
+    static double Numeric(Func<Span<float>> values, int i, Func<double> loss, double eps)
     {
         float saved = values()[i];
-        values()[i] = (float)(saved + Eps);
+        values()[i] = (float)(saved + eps);
         double plus = loss();
-        values()[i] = (float)(saved - Eps);
+        values()[i] = (float)(saved - eps);
         double minus = loss();
         values()[i] = saved;
-        return (plus - minus) / (2 * Eps);
+        return (plus - minus) / (2 * eps);
     }
 
     public static void Compare(string what, double analytic, double numeric)
