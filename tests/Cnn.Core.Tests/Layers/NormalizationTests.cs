@@ -195,3 +195,77 @@ public class ResidualBlockTests
         Assert.Equal(new SampleShape(64, 7, 7), mnist.Layers.OfType<ResidualBlock>().Last().OutputShape);
     }
 }
+
+/// BatchNorm's vectorised loops against its plain definition, bit for bit, on whatever vector
+/// path this process runs (tests/run.sh runs the Layers tests natively and under both ISA switches).
+public class BatchNormDefinitionTests
+{
+    /// The documented order: per plane, element i of each whole block of 8 into lane i mod 8, the
+    /// rest into a tail; then lane j + lane j + 4, ((l0 + l1) + (l2 + l3)), + tail.
+    static double Sum(Func<int, double> term, int n, int plane, Func<int, int, int> index)
+    {
+        var lanes = new double[8];
+        double tail = 0;
+        for (int s = 0; s < n; s++)
+        {
+            int whole = plane / 8 * 8;
+            for (int i = 0; i < whole; i++) lanes[i % 8] += term(index(s, i));
+            for (int i = whole; i < plane; i++) tail += term(index(s, i));
+        }
+        double l0 = lanes[0] + lanes[4], l1 = lanes[1] + lanes[5], l2 = lanes[2] + lanes[6], l3 = lanes[3] + lanes[7];
+        return ((l0 + l1) + (l2 + l3)) + tail;
+    }
+
+    [Theory]
+    [InlineData(3, 7, 5, 4)]    // planes of 35: four blocks of 8 and a tail of 3
+    [InlineData(2, 4, 4, 3)]    // planes of 16: no tail
+    [InlineData(5, 1, 1, 6)]    // 1-D: planes of one value, all tail
+    public void Forward_and_backward_are_bitwise_the_plain_definition(int c, int h, int w, int n)
+    {
+        var model = Model.Create(new ModelSpec { Name = "bn", Input = [c, h, w], Layers = [new() { Type = "batchnorm" }] });
+        var bn = (BatchNorm)model.Layers[0];
+        bn.ComputeInputGradient = true;
+        var rng = new DeterministicRandom(17);
+        for (int i = 0; i < 2 * c; i++) model.Parameters[i] = rng.NextFloat() * 2 - 0.5f;
+        var x = new Tensor(new SampleShape(c, h, w), n);
+        // Magnitudes far apart. The sums' double order rarely shows once rounded to float (swapping
+        // two lanes in the combination went unnoticed); what this pins is every vectorised
+        // element-wise loop (rewriting dx's formula in the vector path alone fails it).
+        for (int i = 0; i < x.Length; i++) x.Span[i] = (rng.NextFloat() - 0.3f) * (i % 3 == 0 ? 3e5f : i % 3 == 1 ? 7f : 1e-4f);
+        var dyT = new Tensor(new SampleShape(c, h, w), n);
+        for (int i = 0; i < dyT.Length; i++) dyT.Span[i] = rng.NextFloat() - 0.5f;
+        var y = bn.Forward(x, new BatchContext(true, 1, 0, 0, new int[n])).Span.ToArray();
+        var dx = bn.Backward(dyT).Span.ToArray();
+
+        int plane = h * w;
+        long count = (long)n * plane;
+        float[] xs = x.Span.ToArray(), dys = dyT.Span.ToArray(), p = model.Parameters;
+        for (int ch = 0; ch < c; ch++)
+        {
+            int Index(int s, int i) => (s * c + ch) * plane + i;
+            double mean = Sum(k => xs[k], n, plane, Index) / count;
+            double squares = Sum(k => (xs[k] - mean) * (xs[k] - mean), n, plane, Index);
+            float invStd = (float)(1 / Math.Sqrt(squares / count + BatchNorm.Epsilon)), meanF = (float)mean;
+            var xhat = new float[xs.Length];
+            for (int s = 0; s < n; s++)
+                for (int i = 0; i < plane; i++)
+                {
+                    int k = Index(s, i);
+                    xhat[k] = (xs[k] - meanF) * invStd;
+                    Assert.Equal(BitConverter.SingleToInt32Bits(p[ch] * xhat[k] + p[c + ch]), BitConverter.SingleToInt32Bits(y[k]));
+                }
+            Assert.Equal((float)(n * mean), model.Gradients[2 * c + ch]);
+            Assert.Equal((float)(n * (squares / (count - 1))), model.Gradients[3 * c + ch]);
+            double sumDy = Sum(k => dys[k], n, plane, Index), sumDyXhat = Sum(k => (double)dys[k] * xhat[k], n, plane, Index);
+            Assert.Equal((float)sumDyXhat, model.Gradients[ch]);
+            Assert.Equal((float)sumDy, model.Gradients[c + ch]);
+            float scale = p[ch] * invStd, meanDy = (float)(sumDy / count), meanDyXhat = (float)(sumDyXhat / count);
+            for (int s = 0; s < n; s++)
+                for (int i = 0; i < plane; i++)
+                {
+                    int k = Index(s, i);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(scale * (dys[k] - meanDy - xhat[k] * meanDyXhat)), BitConverter.SingleToInt32Bits(dx[k]));
+                }
+        }
+    }
+}
