@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DistTrain.Cnn.Data;
 using System.Text.Json.Serialization;
 
 namespace DistTrain.Cnn.Models;
@@ -132,6 +133,12 @@ public static class Presets
     };
 
     public static bool IsPreset(string name) => Names.Contains(name);
+
+    /// The augmentation of a preset's recipe for images of `channels` x `height`: ResNet-20 on colour
+    /// images takes the paper's (a crop with H/8 pixels of padding, 4 on 32 x 32, and a flip); on
+    /// one-channel images (digits, which a flip would spoil) and for the other presets, none.
+    public static Augmentation DefaultAugmentation(string name, int channels, int height) =>
+        name == "resnet20" && channels == 3 ? new Augmentation(Math.Max(1, height / 8), Flip: true) : Augmentation.None;
 
     /// A preset for samples of shape `input` (C, H, W) in `classes` classes: the first layer takes
     /// C channels and the dense layers follow the shapes by themselves; the last layer gets one

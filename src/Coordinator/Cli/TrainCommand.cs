@@ -30,7 +30,7 @@ public static class TrainCommand
     static readonly Option<long?> WarmupOption = Opt.OptionalLong("--warmup STEPS", "linear learning-rate warm-up [default: 5% of the run's steps]", min: 0);
     static readonly Option<string> LossOption = Opt.Choice("--loss L", "cross-entropy | mse", "cross-entropy", ["cross-entropy", "mse"]);
     static readonly Option<ulong> SeedOption = Opt.ULong("--seed S", "seed of initialisation, shuffling, dropout and augmentation", 1);
-    static readonly Option<string> AugmentOption = Opt.Text("--augment SPEC", "training-time crop and flip, drawn from (seed, epoch, sample): none | flip | crop:P | crop:P,flip (CIFAR: crop:4,flip)", "none")!;
+    static readonly Option<string?> AugmentOption = Opt.Text("--augment SPEC", "training-time crop and flip, drawn from (seed, epoch, sample): none | flip | crop:P | crop:P,flip [default: none; resnet20 on colour images crop:H/8,flip]");
     static readonly Option<long?> MaxStepsOption = Opt.OptionalLong("--max-steps K", "stop after K steps", min: 1);
     static readonly Option<int> WorkersOption = Opt.Int("--workers N", "worker processes to start on this machine", 1, min: 0, max: 256);
     static readonly Option<bool> InProcessOption = Opt.Flag("--in-process", "run the N workers as actors inside this process instead");
@@ -95,7 +95,7 @@ public static class TrainCommand
             GlobalBatch = a.GetValue(BatchOption),
             MicroBatch = a.GetValue(MicroBatchOption),
             Seed = a.GetValue(SeedOption),
-            Augment = ParseAugmentation(a.GetValue(AugmentOption)!),
+            Augment = a.GetValue(AugmentOption) is string augment ? ParseAugmentation(augment) : Augmentation.None,
             MaxSteps = a.GetValue(MaxStepsOption),
         };
         string? checkpointDir = a.GetValue(CheckpointDirOption);
@@ -114,6 +114,8 @@ public static class TrainCommand
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
         plan = plan with { Model = ModelFor(a.GetValue(ModelOption)!, plan.Model, data) };
+        if (a.GetValue(AugmentOption) is null && Presets.IsPreset(a.GetValue(ModelOption)!))
+            plan = plan with { Augment = Presets.DefaultAugmentation(a.GetValue(ModelOption)!, data.Train.Channels, data.Train.Height) };
         if (plan.Augment.Unfit(data.Train.Height, data.Train.Width) is { } unfit) throw new UsageException(unfit);
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }

@@ -278,14 +278,19 @@ public sealed class CliTests : IDisposable
     public void ResNet20_with_batch_norm_and_augmentation_gives_one_hash_for_one_and_three_workers()
     {
         var data = DistTrain.TestSupport.CifarFolder.Write(Path.Combine(_dir, "cifar"), DistTrain.TestSupport.CifarFolder.Synthetic(128, 16, seed: 9), CifarFile.Cifar10);
-        string Hash(string workers)
+        string Hash(string workers, params string[] augment)
         {
-            string report = Path.Combine(_dir, $"r{workers}.json");
-            var (exit, stdout, stderr) = Run("train", "--data", data, "--model", "resnet20", "--batch", "32", "--max-steps", "3", "--augment", "crop:4,flip",
-                                             "--workers", workers, "--report", report);
+            string report = Path.Combine(_dir, $"{Guid.NewGuid():N}.json");
+            var (exit, stdout, stderr) = Run(["train", "--data", data, "--model", "resnet20", "--batch", "32", "--max-steps", "3", .. augment,
+                                              "--workers", workers, "--report", report]);
             Assert.True(exit == 0, stdout + stderr);
             return JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("parameter_sha256").GetString()!;
         }
-        Assert.Equal(Hash("1"), Hash("3"));
+        string one = Hash("1", "--augment", "crop:4,flip");
+        Assert.Equal(one, Hash("2", "--augment", "crop:4,flip"));
+        Assert.Equal(one, Hash("3", "--augment", "crop:4,flip"));
+        // resnet20's recipe on 32 x 32 colour images is that augmentation; --augment none turns it off.
+        Assert.Equal(one, Hash("1"));
+        Assert.NotEqual(one, Hash("1", "--augment", "none"));
     }
 }

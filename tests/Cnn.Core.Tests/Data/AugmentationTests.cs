@@ -111,3 +111,15 @@ public class AugmentationTests
         Assert.Equal(own, sent);
     }
 }
+
+public class RecipeAugmentationTests
+{
+    [Theory]
+    [InlineData("resnet20", 3, 32, "crop:4,flip")]
+    [InlineData("resnet20", 3, 64, "crop:8,flip")]
+    [InlineData("resnet20", 1, 28, "none")]     // digits: no flip
+    [InlineData("lenet5", 3, 32, "none")]
+    [InlineData("mnist-cnn", 3, 32, "none")]
+    public void ResNet20_on_colour_images_takes_the_papers_crop_and_flip(string preset, int channels, int height, string expected) =>
+        Assert.Equal(expected, DistTrain.Cnn.Models.Presets.DefaultAugmentation(preset, channels, height).ToString());
+}
