@@ -33,12 +33,14 @@ public static class ImageFolder
         var trainFiles = Files(trainDir, classes, requireEach: true);
         var testFiles = Files(testDir, classes, requireEach: false);
         if (testFiles.Count == 0) throw new DataFormatException($"{testDir}: no images in its class folders");
-        var train = Decode(trainFiles);
-        var test = Decode(testFiles);
-        var first = train.Images[0];
-        bool gray = train.Images.All(i => i.Gray);
+        // The identity: every image's path relative to DIR and its bytes, hashed as they are read.
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var train = Decode(trainFiles, dir, sha);
+        var test = Decode(testFiles, dir, sha);
+        var first = train[0];
+        bool gray = train.All(i => i.Gray);
         int channels = gray ? 1 : 3;
-        foreach (var (split, images) in new[] { (train, trainFiles), (test, testFiles) }.Select(p => (p.Item1.Images, p.Item2)))
+        foreach (var (split, images) in new[] { (train, trainFiles), (test, testFiles) })
             for (int i = 0; i < split.Count; i++)
                 if (split[i].Width != first.Width || split[i].Height != first.Height)
                     throw new DataFormatException($"{images[i].Path}: {split[i].Width}x{split[i].Height} pixels, expected {first.Width}x{first.Height} like {trainFiles[0].Path}; resize the images to one size");
@@ -52,17 +54,11 @@ public static class ImageFolder
                     images[i].Planes[gray ? 0 : c].CopyTo(pixels.AsSpan((i * channels + c) * plane, plane));
             return pixels;
         }
-        byte[] trainPixels = Pixels(train.Images), testPixels = Pixels(test.Images);
+        byte[] trainPixels = Pixels(train), testPixels = Pixels(test);
         var (mean, std) = Dataset.Statistics(trainPixels, channels, first.Width * first.Height);
         Dataset Split(string split, byte[] pixels, List<(string Path, byte Label)> files) =>
             new($"{name}/{split}", channels, first.Height, first.Width, classes.Length, pixels, [.. files.Select(f => f.Label)], mean, std);
 
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var (path, bytes) in trainFiles.Zip(train.Bytes).Concat(testFiles.Zip(test.Bytes)).Select(p => (p.First.Path, p.Second)))
-        {
-            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(Path.GetRelativePath(dir, path).Replace('\\', '/') + "\n"));
-            sha.AppendData(bytes);
-        }
         return new DatasetFolder(name, Split(Train, trainPixels, trainFiles), Split(Test, testPixels, testFiles), Convert.ToHexStringLower(sha.GetHashAndReset()))
         {
             ClassNames = classes,
@@ -93,17 +89,17 @@ public static class ImageFolder
 
     sealed record Decoded(int Width, int Height, bool Gray, byte[][] Planes);
 
-    static (List<Decoded> Images, List<byte[]> Bytes) Decode(List<(string Path, byte Label)> files)
+    static List<Decoded> Decode(List<(string Path, byte Label)> files, string dir, IncrementalHash sha)
     {
         var images = new List<Decoded>(files.Count);
-        var all = new List<byte[]>(files.Count);
         foreach (var (path, _) in files)
         {
             var bytes = DataFiles.ReadAll(path);
-            all.Add(bytes);
+            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(Path.GetRelativePath(dir, path).Replace('\\', '/') + "\n"));
+            sha.AppendData(bytes);
             images.Add(DecodeOne(path, bytes));
         }
-        return (images, all);
+        return images;
     }
 
     /// The image's planes: one (gray) or three (red, green, blue), row-major.

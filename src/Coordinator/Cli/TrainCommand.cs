@@ -78,7 +78,9 @@ public static class TrainCommand
         Parallelism.MaxThreads = threads;
         int? statusPort = a.GetValue(StatusPortOption);
 
-        var model = ResolveModel(a.GetValue(ModelOption)!);
+        string modelOption = a.GetValue(ModelOption)!;
+        var model = ResolveModel(modelOption);
+        var augment = a.GetValue(AugmentOption) is string spec ? ParseAugmentation(spec) : null;
         var recipe = Presets.Recipe(model.Name);
         var plan = new TrainingPlan
         {
@@ -95,7 +97,6 @@ public static class TrainCommand
             GlobalBatch = a.GetValue(BatchOption),
             MicroBatch = a.GetValue(MicroBatchOption),
             Seed = a.GetValue(SeedOption),
-            Augment = a.GetValue(AugmentOption) is string augment ? ParseAugmentation(augment) : Augmentation.None,
             MaxSteps = a.GetValue(MaxStepsOption),
         };
         string? checkpointDir = a.GetValue(CheckpointDirOption);
@@ -113,9 +114,12 @@ public static class TrainCommand
         var data = DataLocator.Load(a.GetValue(DataOption), output, out string? dataDir);
         // Default warm-up: the first 5% of the run, which keeps the early high-rate steps stable.
         plan = plan with { WarmupSteps = warmup ?? plan.TotalSteps(data.Train.Count) / 20 };
-        plan = plan with { Model = ModelFor(a.GetValue(ModelOption)!, plan.Model, data) };
-        if (a.GetValue(AugmentOption) is null && Presets.IsPreset(a.GetValue(ModelOption)!))
-            plan = plan with { Augment = Presets.DefaultAugmentation(a.GetValue(ModelOption)!, data.Train.Channels, data.Train.Height) };
+        // A preset takes the data's shape, classes and (without --augment) its recipe's augmentation for them.
+        plan = plan with
+        {
+            Model = ModelFor(modelOption, plan.Model, data),
+            Augment = augment ?? (Presets.IsPreset(modelOption) ? Presets.DefaultAugmentation(modelOption, data.Train.Channels, data.Train.Height) : Augmentation.None),
+        };
         if (plan.Augment.Unfit(data.Train.Height, data.Train.Width) is { } unfit) throw new UsageException(unfit);
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
