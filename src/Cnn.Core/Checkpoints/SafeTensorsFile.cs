@@ -38,16 +38,44 @@ public sealed class SafeTensorsFile
         foreach (var info in header.Tensors)
         {
             var data = new float[info.ElementCount];
-            file.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
-            if (!BitConverter.IsLittleEndian)
+            if (info.Dtype == "F32")
             {
-                var bits = MemoryMarshal.Cast<float, int>(data.AsSpan());
-                BinaryPrimitives.ReverseEndianness(bits, bits);
+                file.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+                if (!BitConverter.IsLittleEndian)
+                {
+                    var bits = MemoryMarshal.Cast<float, int>(data.AsSpan());
+                    BinaryPrimitives.ReverseEndianness(bits, bits);
+                }
+            }
+            else
+            {
+                var raw = new byte[(long)data.Length * TensorInfo.DtypeSizes[info.Dtype]];
+                file.ReadExactly(raw);
+                Convert(info.Dtype, raw, data);
             }
             tensors.Add(new NamedTensor(info.Name, info.Shape, data));
         }
         return new SafeTensorsFile(header, tensors.AsReadOnly());
     });
+
+    /// Little-endian values of another element type as floats: F16 and BF16 exactly, F64 rounded to
+    /// nearest, integers as the nearest float.
+    static void Convert(string dtype, ReadOnlySpan<byte> raw, Span<float> data)
+    {
+        for (int i = 0; i < data.Length; i++)
+            data[i] = dtype switch
+            {
+                "F64" => (float)BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]),
+                "F16" => (float)BinaryPrimitives.ReadHalfLittleEndian(raw[(2 * i)..]),
+                "BF16" => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw[(2 * i)..]) << 16),
+                "I64" => BinaryPrimitives.ReadInt64LittleEndian(raw[(8 * i)..]),
+                "I32" => BinaryPrimitives.ReadInt32LittleEndian(raw[(4 * i)..]),
+                "I16" => BinaryPrimitives.ReadInt16LittleEndian(raw[(2 * i)..]),
+                "I8" => (sbyte)raw[i],
+                "U8" or "BOOL" => raw[i],
+                _ => throw new InvalidOperationException($"no conversion from {dtype}"),
+            };
+    }
 
     /// Reads and validates only the header (metadata, names, shapes), not the tensor values.
     public static SafeTensorsHeader ReadHeader(string path) => Open(path, file => SafeTensorsHeader.Parse(path, file));
@@ -85,26 +113,14 @@ public sealed class SafeTensorsFile
         ArgumentNullException.ThrowIfNull(metadata);
         byte[] header = BuildHeader(tensors, metadata);
 
-        string full = System.IO.Path.GetFullPath(path);
-        string tmp = $"{full}.tmp-{Guid.NewGuid():N}";
-        try
+        AtomicFile.Write(path, file =>
         {
-            using (var file = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
-            {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-                file.Write(length);
-                file.Write(header);
-                foreach (var (_, _, data) in tensors) WriteLittleEndian(file, data.Span);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-            throw;
-        }
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+            file.Write(length);
+            file.Write(header);
+            foreach (var (_, _, data) in tensors) WriteLittleEndian(file, data.Span);
+        });
     }
 
     static void WriteLittleEndian(Stream file, ReadOnlySpan<float> data)

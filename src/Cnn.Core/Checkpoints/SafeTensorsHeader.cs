@@ -5,9 +5,16 @@ using System.Text.Unicode;
 
 namespace DistTrain.Cnn.Checkpoints;
 
-/// A tensor's name and shape as the header records them (always F32 here).
-public sealed record TensorInfo(string Name, int[] Shape)
+/// A tensor's name, shape and element type as the header records them. DistTrain writes F32; it
+/// reads the other numeric types too (F16 and BF16 weights from elsewhere, I64 counters) as floats.
+public sealed record TensorInfo(string Name, int[] Shape, string Dtype = "F32")
 {
+    /// Bytes per element of the element types read.
+    public static readonly IReadOnlyDictionary<string, int> DtypeSizes = new Dictionary<string, int>
+    {
+        ["F64"] = 8, ["F32"] = 4, ["F16"] = 2, ["BF16"] = 2, ["I64"] = 8, ["I32"] = 4, ["I16"] = 2, ["I8"] = 1, ["U8"] = 1, ["BOOL"] = 1,
+    };
+
     /// The product of the dimensions; 1 for a scalar (shape []). Validated to fit a float[].
     public int ElementCount => (int)Shape.Aggregate(1L, (n, d) => n * d);
 }
@@ -113,7 +120,9 @@ public sealed class SafeTensorsHeader
         if (v.ValueKind != JsonValueKind.Object) throw Bad(path, $"tensor '{name}' is not an object");
 
         if (!v.TryGetProperty("dtype", out var dtype) || dtype.ValueKind != JsonValueKind.String) throw Bad(path, $"tensor '{name}' has no dtype");
-        if (dtype.GetString() != "F32") throw Bad(path, $"tensor '{name}' has dtype {dtype.GetString()}, expected F32");
+        string type = dtype.GetString()!;
+        if (!TensorInfo.DtypeSizes.TryGetValue(type, out int size))
+            throw Bad(path, $"tensor '{name}' has dtype {type}; expected one of {string.Join(", ", TensorInfo.DtypeSizes.Keys)}");
 
         if (!v.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array) throw Bad(path, $"tensor '{name}' has no shape");
         var shape = new int[shapeEl.GetArrayLength()];
@@ -133,9 +142,9 @@ public sealed class SafeTensorsHeader
         if (offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number
             || !offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end) || begin < 0 || end < begin)
             throw Bad(path, $"tensor '{name}' has invalid data_offsets {offsets.GetRawText()}");
-        if (end - begin != elements * 4)
-            throw Bad(path, $"tensor '{name}' has {end - begin} bytes, its shape [{string.Join(",", shape)}] needs {elements * 4}");
-        return (new TensorInfo(name, shape), begin, end);
+        if (end - begin != elements * size)
+            throw Bad(path, $"tensor '{name}' has {end - begin} bytes, its shape [{string.Join(",", shape)}] needs {elements * size}");
+        return (new TensorInfo(name, shape, type), begin, end);
     }
 
     internal static CheckpointFormatException Bad(string path, string what) => new($"{path}: {what}");

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using DistTrain.Cnn.Checkpoints;
+using DistTrain.Cnn.Inference;
 using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
 
@@ -10,12 +11,13 @@ namespace DistTrain.Cnn.Training;
 /// optimizer state ("optimizer.NAME", flat) and the metadata needed to rebuild and continue.
 public sealed record TrainingCheckpoint(
     Model Model, Optimizer? Optimizer, long Step, int Epoch, ulong Seed, int GlobalBatch, int MicroBatch,
-    string Dataset, string DatasetSha256, string Path, string Augment = "none")
+    string Dataset, string DatasetSha256, string Path, string Augment = "none", InferenceInfo? Inference = null)
 {
     public const string Format = "disttrain-checkpoint-1";
 
     public static void Save(string path, Model model, Optimizer optimizer, long step, int epoch, ulong seed,
-                            int globalBatch, int microBatch, string dataset, string datasetSha256, string augment = "none")
+                            int globalBatch, int microBatch, string dataset, string datasetSha256, string augment = "none",
+                            InferenceInfo? inference = null)
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
         foreach (var v in model.Views) tensors.Add((v.Name, v.Shape, model.Parameters.AsMemory(v.Offset, v.Length)));
@@ -37,6 +39,7 @@ public sealed record TrainingCheckpoint(
             ["parameter_sha256"] = ParameterHash.Sha256Hex(model.Parameters),
             ["tensors_sha256"] = ContentHash(tensors.Select(t => t.Item3)),
         };
+        inference?.AddTo(meta);
         SafeTensorsFile.Write(path, tensors, meta);
     }
 
@@ -98,6 +101,8 @@ public sealed record TrainingCheckpoint(
             Parse("micro_batch", s => int.TryParse(s, CultureInfo.InvariantCulture, out var x) && x > 0 ? x : (int?)null),
             Meta("dataset"), Meta("dataset_sha256"), path,
             // Checkpoints from before augmentation existed trained without it.
-            file.Metadata.TryGetValue("augment", out var augment) ? augment : "none");
+            file.Metadata.TryGetValue("augment", out var augment) ? augment : "none",
+            // Checkpoints from before predict existed do not record the normalisation.
+            InferenceInfo.From(file.Metadata, model, path));
     }
 }

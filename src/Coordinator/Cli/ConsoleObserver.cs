@@ -41,7 +41,8 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
         if (checkpoints is null) return;
         int epoch = (int)((step - 1) / EpochOrder.StepsPerEpoch(data.Train.Count, plan.GlobalBatch));
         checkpoints.Save(path => TrainingCheckpoint.Save(path, model, optimizer, step, epoch, plan.Seed, plan.GlobalBatch, plan.MicroBatch,
-                                                         data.Name, data.Sha256, plan.Augment.ToString()), step);
+                                                         data.Name, data.Sha256, plan.Augment.ToString(),
+                                                         Cnn.Inference.InferenceInfo.Of(data, model.OutputShape.Size)), step);
     }
 
     /// ", step time: 62% compute, 30% all-reduce, 8% other" (compute and reduce are worker averages).
