@@ -19,6 +19,18 @@ if ! command -v openssl >/dev/null; then
   fi
 fi
 
+# The ONNX export tests check every exported graph with onnx.checker: Debian's python3-onnx, run by
+# /usr/bin/python3 (another python3 may come first on PATH). Without it those checks say so and fail.
+if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing python3-onnx (onnx.checker for the ONNX export tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-onnx >/dev/null
+  else
+    echo "tests/run.sh: /usr/bin/python3 cannot import onnx; install python3-onnx (apt-get install python3-onnx) for the ONNX export tests" >&2
+    exit 2
+  fi
+fi
+
 log="$(mktemp)"
 packages_log="$(mktemp)"
 trap 'rm -f "$log" "$packages_log"' EXIT

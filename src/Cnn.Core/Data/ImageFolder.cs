@@ -87,7 +87,11 @@ public static class ImageFolder
         return files;
     }
 
-    sealed record Decoded(int Width, int Height, bool Gray, byte[][] Planes);
+    /// A decoded image: one plane (gray) or three (red, green, blue), row-major.
+    public sealed record Decoded(int Width, int Height, bool Gray, byte[][] Planes);
+
+    /// Reads and decodes one PNG or JPEG file; a file that is not one is a DataFormatException naming it.
+    public static Decoded DecodeFile(string path) => DecodeOne(path, DataFiles.ReadAll(path));
 
     static List<Decoded> Decode(List<(string Path, byte Label)> files, string dir, IncrementalHash sha)
     {

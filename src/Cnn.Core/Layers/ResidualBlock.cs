@@ -31,6 +31,11 @@ public sealed class ResidualBlock : Layer
 
     public bool Projects => _shortcutConv is not null;
 
+    /// The parts, for exporting the block: main path conv1, bn1, conv2, bn2 (with a ReLU between the
+    /// batch norms and after the sum); the shortcut's conv and batch norm when it projects.
+    internal (Conv2D Conv1, BatchNorm Bn1, Conv2D Conv2, BatchNorm Bn2, Conv2D? ShortcutConv, BatchNorm? ShortcutBn) Parts =>
+        (_conv1, _bn1, _conv2, _bn2, _shortcutConv, _shortcutBn);
+
     internal override void Build(SampleShape input)
     {
         base.Build(input);

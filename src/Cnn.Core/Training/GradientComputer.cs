@@ -35,6 +35,10 @@ public sealed class GradientComputer(Model model, ILoss loss, Augmentation? augm
         return new BatchStats(lossSum, correct, sampleIds.Length);
     }
 
+    /// The model's outputs (logits) for samples of `data`, in inference mode: N x outputs, row-major,
+    /// valid until the next call.
+    public ReadOnlySpan<float> Logits(Dataset data, ReadOnlyMemory<int> sampleIds) => ForwardBatch(data, sampleIds, BatchContext.Inference).Span;
+
     Tensor ForwardBatch(Dataset data, ReadOnlyMemory<int> sampleIds, in BatchContext context)
     {
         int n = sampleIds.Length;

@@ -19,7 +19,8 @@ public static class Program
     static RootCommand Commands(TextWriter output) =>
         new("disttrain: data-parallel CNN training on an Akka.NET cluster")
         {
-            TrainCommand.Create(output), WorkerCommand.Create(output), EvalCommand.Create(output), PlotCommand.Create(output),
+            TrainCommand.Create(output), WorkerCommand.Create(output), EvalCommand.Create(output), PredictCommand.Create(output),
+            ExportCommand.Create(output), SummaryCommand.Create(output), PlotCommand.Create(output),
         };
 
     /// The whole command line; user mistakes become one line on stderr and exit 2.

@@ -45,6 +45,7 @@ public static class TrainCommand
     static readonly Option<string?> TlsCaOption = Opt.Text("--tls-ca CA.crt", "with --tls-cert: peers must hold a certificate from this CA");
     static readonly Option<string?> CheckpointDirOption = Opt.Text("--checkpoint-dir DIR", "save a checkpoint after every epoch (newest 3 kept); --resume continues from it");
     static readonly Option<long?> CheckpointEveryOption = Opt.OptionalLong("--checkpoint-every K", "also save one every K steps", min: 1);
+    static readonly Option<string?> InitFromOption = Opt.Text("--init-from FILE.safetensors", "start from these parameters instead of the seed's (tensors named as disttrain summary's layers: conv1.weight, ...; F32, F16 or BF16), to fine-tune a model trained elsewhere");
     static readonly Option<bool> ResumeOption = Opt.Flag("--resume", "continue from the newest valid checkpoint in --checkpoint-dir");
     static readonly Option<string?> MetricsOption = Opt.Text("--metrics FILE.jsonl", "per-step and per-epoch metrics as JSON lines; loss and accuracy plots (PNG) are drawn from them at the end");
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
@@ -58,7 +59,7 @@ public static class TrainCommand
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
             WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
-            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, MetricsOption, ReportOption, StatusPortOption, ProgressOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, ReportOption, StatusPortOption, ProgressOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
@@ -133,15 +134,23 @@ public static class TrainCommand
             else CheckResumable(start, plan, data);
         }
 
+        float[]? initial = null;
+        if (a.GetValue(InitFromOption) is { } initFrom)
+        {
+            if (start is not null) output.WriteLine($"note: resuming from {start.Path}; --init-from {initFrom} is not used");
+            else initial = ModelWeights.Load(initFrom, Model.Create(plan.Model));
+        }
+
         string token = JobToken.Read(a.GetValue(TokenFileOption)) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
         var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery,
-            TimeSpan.FromSeconds(workerWait));
+            TimeSpan.FromSeconds(workerWait)) { InitialParameters = initial };
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +
                          $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind.Name()} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
                          $"seed {plan.Seed}, {workers}{(inProcess ? " in-process" : "")} worker(s){(remoteWorkers > 0 ? $" + {remoteWorkers} remote" : "")}" +
-                         (start is null ? "" : $", resumed at step {start.Step}"));
+                         (start is null ? "" : $", resumed at step {start.Step}") + (initial is null ? "" : $", parameters from {a.GetValue(InitFromOption)}"));
+        output.WriteLine(ModelSummary.OneLine(Model.Create(plan.Model)) + " (disttrain summary shows every layer)");
 
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath, append: start is not null);
         var status = new TrainingStatus(plan.Model.Name, plan.Epochs, totalSteps, EpochOrder.StepsPerEpoch(data.Train.Count, plan.GlobalBatch));

@@ -27,6 +27,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         TrainingCheckpoint? Resume, bool CheckpointEveryEpoch, long CheckpointEverySteps = 0, TimeSpan? WorkerWait = null,
         TimeSpan? AdmissionGrace = null)
     {
+        /// The parameters to start from instead of the seed's (--init-from); not used when resuming.
+        public float[]? InitialParameters { get; init; }
+
         /// A cluster member with no admitted worker after this long is downed.
         public TimeSpan AdmissionGraceOrDefault => AdmissionGrace ?? ProtocolConfig.AdmissionGrace;
 
@@ -89,7 +92,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         else
         {
             _model = Model.Create(settings.Plan.Model);
-            _model.Initialize(settings.Plan.Seed);
+            if (settings.InitialParameters is { } initial) initial.CopyTo(_model.Parameters, 0);
+            else _model.Initialize(settings.Plan.Seed);
             _optimizer = Optimizer.Create(settings.Plan.Optimizer, _model.ParameterCount);
         }
         _syncedStep = _step;
