@@ -3,10 +3,11 @@ using System.Text;
 
 namespace DistTrain.Cnn.Export;
 
-/// The Protocol Buffers wire format, as much of it as an ONNX model needs: varints (wire type 0),
-/// length-delimited bytes, strings and nested messages (2) and 32-bit floats (5). A nested message
+/// The Protocol Buffers wire format, as much of it as an ONNX model and a TensorBoard event need:
+/// varints (wire type 0), 64-bit doubles (1), length-delimited bytes, strings and nested messages
+/// (2) and 32-bit floats (5). A nested message
 /// is written into a writer of its own and added whole, so every length is known when written.
-sealed class ProtoWriter
+public sealed class ProtoWriter
 {
     readonly MemoryStream _bytes = new();
 
@@ -38,6 +39,15 @@ sealed class ProtoWriter
         Tag(field, 5);
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteSingleLittleEndian(b, value);
+        _bytes.Write(b);
+        return this;
+    }
+
+    public ProtoWriter Double(int field, double value)
+    {
+        Tag(field, 1);
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteDoubleLittleEndian(b, value);
         _bytes.Write(b);
         return this;
     }

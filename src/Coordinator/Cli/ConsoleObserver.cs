@@ -11,7 +11,7 @@ namespace DistTrain.Coordinator.Cli;
 /// keeps the status the --status-port endpoint serves, writes metrics, saves checkpoints, and
 /// keeps the time shares of compute, all-reduce and the rest for the summary line.
 public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, MetricsWriter? metrics, CheckpointDirectory? checkpoints,
-                                    TrainingPlan plan, DatasetFolder data) : ITrainingObserver
+                                    TrainingPlan plan, DatasetFolder data, TensorBoardWriter? tensorBoard = null) : ITrainingObserver
 {
     double _wall, _compute, _reduce;
 
@@ -25,6 +25,7 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
     {
         _wall += t.WallSeconds; _compute += t.ComputeSeconds; _reduce += t.ReduceSeconds;
         metrics?.Step(r, t.AllReduceBytes);
+        tensorBoard?.Step(r.Step, r.Loss, r.Accuracy, r.LearningRate, r.ImagesPerSecond);
         status.Step(r, t);
         view.Step(status);
     }
@@ -32,6 +33,7 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
     public void EpochCompleted(EpochReport r)
     {
         metrics?.Epoch(r);
+        tensorBoard?.Epoch(r.Step, r.Train.MeanLoss, r.Train.Accuracy, r.Test.MeanLoss, r.Test.Accuracy);
         status.Epoch(r);
         view.Epoch(r, plan.Epochs);
     }

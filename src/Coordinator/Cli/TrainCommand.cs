@@ -48,6 +48,7 @@ public static class TrainCommand
     static readonly Option<string?> InitFromOption = Opt.Text("--init-from FILE.safetensors", "start from these parameters instead of the seed's (tensors named as disttrain summary's layers: conv1.weight, ...; F32, F16 or BF16), to fine-tune a model trained elsewhere");
     static readonly Option<bool> ResumeOption = Opt.Flag("--resume", "continue from the newest valid checkpoint in --checkpoint-dir");
     static readonly Option<string?> MetricsOption = Opt.Text("--metrics FILE.jsonl", "per-step and per-epoch metrics as JSON lines; loss and accuracy plots (PNG) are drawn from them at the end");
+    static readonly Option<string?> TensorBoardOption = Opt.Text("--tensorboard DIR", "TensorBoard event file in DIR: loss, accuracy, learning rate and images/s per step, train and test figures per epoch");
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
     static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training (read-only, no authentication)", min: 1, max: 65535);
     static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
@@ -59,7 +60,7 @@ public static class TrainCommand
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
             WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
-            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, ReportOption, StatusPortOption, ProgressOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
@@ -153,6 +154,7 @@ public static class TrainCommand
         output.WriteLine(ModelSummary.OneLine(Model.Create(plan.Model)) + " (disttrain summary shows every layer)");
 
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath, append: start is not null);
+        using var tensorBoard = a.GetValue(TensorBoardOption) is { } tensorBoardDir ? OpenTensorBoard(tensorBoardDir) : null;
         var status = new TrainingStatus(plan.Model.Name, plan.Epochs, totalSteps, EpochOrder.StepsPerEpoch(data.Train.Count, plan.GlobalBatch));
         using var statusServer = statusPort is int sp ? StatusServer.Start(status, host, sp) : null;
         if (statusServer is not null) output.WriteLine($"status at {statusServer.Url}status and {statusServer.Url}metrics");
@@ -161,7 +163,7 @@ public static class TrainCommand
         ConsoleObserver observer;
         using (var view = IProgressView.Create(a.GetValue(ProgressOption)!, output, status))
         {
-            observer = new ConsoleObserver(view, status, metrics, checkpoints, plan, data);
+            observer = new ConsoleObserver(view, status, metrics, checkpoints, plan, data, tensorBoard);
             var akkaLog = DistTrain.Protocol.ConciseLogger.Sink;
             DistTrain.Protocol.ConciseLogger.Sink = view.Log;   // Akka's warnings go above the live bars, not through them
             try
@@ -207,6 +209,15 @@ public static class TrainCommand
             catch (Exception e) { output.WriteLine($"no plots: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}"); }
         }
         return exit;
+    }
+
+    static TensorBoardWriter OpenTensorBoard(string dir)
+    {
+        try { return new TensorBoardWriter(dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"--tensorboard {dir}: cannot write an event file there: {e.Message}");
+        }
     }
 
     static OptimizerKind ParseOptimizer(string kind) =>
