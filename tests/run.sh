@@ -8,25 +8,23 @@ cd "$root"
 
 bash deploy/fetch-mnist.sh
 
-# The TLS tests make certificates with deploy/make-certs.sh, which needs openssl.
-if ! command -v openssl >/dev/null; then
+# What the tests need from Debian, installed in one apt-get run when missing (as root):
+# - openssl: the TLS tests make certificates with deploy/make-certs.sh;
+# - python3-onnx: onnx.checker under /usr/bin/python3 (another python3 may come first on PATH)
+#   checks every exported ONNX graph;
+# - prometheus: promtool checks the status endpoint's /metrics scrape;
+# - chromium: the dashboard test opens the page in it, headless, driven by Playwright.
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+/usr/bin/python3 -c 'import onnx' 2>/dev/null || missing+=(python3-onnx)
+command -v promtool >/dev/null || missing+=(prometheus)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "installing openssl (needed by deploy/make-certs.sh in the TLS tests)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    echo "installing ${missing[*]} (needed by the tests; see tests/run.sh)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "tests/run.sh: openssl not found; install it (apt-get install openssl) for the TLS tests" >&2
-    exit 2
-  fi
-fi
-
-# The ONNX export tests check every exported graph with onnx.checker: Debian's python3-onnx, run by
-# /usr/bin/python3 (another python3 may come first on PATH). Without it those checks say so and fail.
-if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "installing python3-onnx (onnx.checker for the ONNX export tests)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-onnx >/dev/null
-  else
-    echo "tests/run.sh: /usr/bin/python3 cannot import onnx; install python3-onnx (apt-get install python3-onnx) for the ONNX export tests" >&2
+    echo "tests/run.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) and run again" >&2
     exit 2
   fi
 fi

@@ -1,107 +1,116 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace DistTrain.Coordinator.Reporting;
 
-/// --status-port: GET /status answers the run's state as JSON, GET /metrics in Prometheus' text
-/// format. Read-only; it never changes the run. It listens on the coordinator's --host address and
-/// answers whatever Host header a client sends (a probe or a scraper may use an IP or a DNS name).
-/// One short HTTP/1.1 exchange per connection: the bodies are small and the readers are scripts.
+/// --status-port: the run over HTTP on ASP.NET Core (Kestrel, minimal APIs), read-only, on the
+/// coordinator's --host. GET /: the live dashboard (every asset served from here); /events: its
+/// feed (server-sent events, a message a second); /status: the run as JSON; /metrics: Prometheus'
+/// text format; /healthz: 200 while the process serves; /readyz: 200 while the coordinator takes
+/// workers and trains, 503 once the run has ended. Any other method is 405, any other path 404.
 public sealed class StatusServer : IDisposable
 {
-    const int MaxRequestBytes = 8192;
-    readonly TcpListener _listener;
+    /// Connections at once; a crowd of strangers cannot take more (Kestrel refuses the rest).
+    public const int MaxConnections = 64;
+
+    readonly WebApplication _app;
     readonly TrainingStatus _status;
-    readonly CancellationTokenSource _stop = new();
-    readonly Task _loop;
 
     public string Url { get; }
 
     StatusServer(TrainingStatus status, IPAddress address, string host, int port)
     {
         _status = status;
-        _listener = new TcpListener(address, port);
-        _listener.Start();
-        int bound = ((IPEndPoint)_listener.LocalEndpoint).Port;
-        Url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{bound}/";
-        _loop = Task.Run(ServeAsync);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxConcurrentConnections = MaxConnections;
+            k.Limits.MaxRequestHeadersTotalSize = 8192;
+            k.Listen(address, port);
+        });
+        _app = builder.Build();
+        string[] read = ["GET", "HEAD"];
+        _app.MapMethods("/", read, () => Results.Content(Dashboard.Html, "text/html; charset=utf-8"));
+        _app.MapMethods("/dashboard.js", read, () => Results.Content(Dashboard.Script, "text/javascript; charset=utf-8"));
+        _app.MapMethods("/status", read, () => Results.Content(_status.Take().ToJson() + "\n", "application/json; charset=utf-8"));
+        _app.MapMethods("/metrics", read, async (HttpContext c) =>
+        {
+            c.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await _status.Metrics.WriteAsync(c.Response.Body, c.RequestAborted);
+        });
+        _app.MapMethods("/healthz", read, () => Results.Text("ok\n"));
+        _app.MapMethods("/readyz", read, () =>
+        {
+            string state = _status.Take().State;
+            return state is "starting" or "training" ? Results.Text($"ready: {state}\n") : Results.Text($"not ready: {state}\n", statusCode: 503);
+        });
+        _app.MapGet("/events", Events);
+        _app.StartAsync().GetAwaiter().GetResult();
+        var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        Url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{new Uri(bound).Port}/";
     }
 
     /// Starts serving, or says in one line why it cannot (port taken, address not local).
     public static StatusServer Start(TrainingStatus status, string host, int port)
     {
-        try
+        IPAddress address;
+        try { address = DistTrain.Protocol.ProtocolConfig.BindAddress(host); }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or InvalidOperationException or ArgumentException)
         {
-            return new StatusServer(status, DistTrain.Protocol.ProtocolConfig.BindAddress(host), host, port);
+            throw new BadInputException($"--status-port {port}: {host} has no address to listen on");
         }
-        catch (SocketException e) { throw new BadInputException($"--status-port {port}: cannot listen on {host}:{port}: {e.Message}"); }
-        catch (InvalidOperationException) { throw new BadInputException($"--status-port {port}: {host} has no address to listen on"); }
+        try { return new StatusServer(status, address, host, port); }
+        catch (IOException e) { throw new BadInputException($"--status-port {port}: cannot listen on {host}:{port}: {Inner(e).Message}"); }
     }
 
-    async Task ServeAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try { client = await _listener.AcceptSocketAsync(_stop.Token); }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException) { return; }
-            _ = Task.Run(() => AnswerAsync(client));
-        }
-    }
+    static Exception Inner(Exception e) => e.InnerException is { } inner ? Inner(inner) : e;
 
-    async Task AnswerAsync(Socket client)
+    /// Server-sent events: every second (and at once on connecting) the status and the steps and
+    /// epochs this client has not had yet, as one JSON message; until the client goes or the run ends.
+    async Task Events(HttpContext c)
     {
-        using var _ = client;
-        using var stream = new NetworkStream(client, ownsSocket: false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        c.Response.ContentType = "text/event-stream";
+        c.Response.Headers.CacheControl = "no-cache";
+        int steps = 0, epochs = 0;
+        var cancel = c.RequestAborted;
         try
         {
-            var request = await ReadHeadAsync(stream, timeout.Token);
-            string[] first = request is null ? [] : request[..request.IndexOf('\r')].Split(' ');
-            (int code, string type, string body) = first.Length == 3 ? (first[0], Path(first[1])) switch
+            while (!cancel.IsCancellationRequested)
             {
-                ("GET" or "HEAD", "/status" or "/") => (200, "application/json; charset=utf-8", _status.Take().ToJson() + "\n"),
-                ("GET" or "HEAD", "/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", _status.Take().ToPrometheus()),
-                ("GET" or "HEAD", _) => (404, "text/plain; charset=utf-8", "not found: try /status or /metrics\n"),
-                _ => (405, "text/plain; charset=utf-8", "only GET and HEAD\n"),
-            } : (400, "text/plain; charset=utf-8", "bad request\n");
-            var payload = Encoding.UTF8.GetBytes(body);
-            string reason = code switch { 200 => "OK", 404 => "Not Found", 405 => "Method Not Allowed", _ => "Bad Request" };
-            var head = Encoding.ASCII.GetBytes($"HTTP/1.1 {code} {reason}\r\nContent-Type: {type}\r\nContent-Length: {payload.Length}\r\nConnection: close\r\n\r\n");
-            await stream.WriteAsync(head, timeout.Token);
-            if (first.Length == 3 && first[0] != "HEAD") await stream.WriteAsync(payload, timeout.Token);
+                var snapshot = _status.Take();
+                var (newSteps, newEpochs) = _status.HistorySince(steps, epochs);
+                steps += newSteps.Length;
+                epochs += newEpochs.Length;
+                var message = JsonSerializer.Serialize(new
+                {
+                    status = JsonDocument.Parse(snapshot.ToJson()).RootElement,
+                    steps = newSteps.Select(p => new[] { p.Step, Finite(p.Loss), Finite(p.Accuracy), Math.Round(p.ImagesPerSecond, 1), Math.Round(p.Compute, 4), Math.Round(p.Reduce, 4) }),
+                    epochs = newEpochs.Select(e => new[] { e.Epoch, e.Step, Finite(e.TrainLoss), Finite(e.TrainAccuracy), Finite(e.TestLoss), Finite(e.TestAccuracy) }),
+                });
+                await c.Response.WriteAsync($"data: {message}\n\n", Encoding.UTF8, cancel);
+                await c.Response.Body.FlushAsync(cancel);
+                await Task.Delay(TimeSpan.FromSeconds(1), cancel);
+            }
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException) { }   // the client went away
+        catch (OperationCanceledException) { }   // the client went away, or the server stops
     }
 
-    static string Path(string target)
-    {
-        int query = target.IndexOf('?');
-        return query < 0 ? target : target[..query];
-    }
-
-    /// The request line and headers, or null when the client sends more than a status request needs.
-    static async Task<string?> ReadHeadAsync(Stream stream, CancellationToken cancel)
-    {
-        var buffer = new byte[MaxRequestBytes];
-        int filled = 0;
-        while (filled < buffer.Length)
-        {
-            int n = await stream.ReadAsync(buffer.AsMemory(filled), cancel);
-            if (n == 0) return null;
-            filled += n;
-            var text = Encoding.ASCII.GetString(buffer, 0, filled);
-            if (text.Contains("\r\n\r\n", StringComparison.Ordinal)) return text;
-        }
-        return null;
-    }
+    static double? Finite(double v) => double.IsFinite(v) ? v : null;
 
     public void Dispose()
     {
-        _stop.Cancel();
-        _listener.Stop();
-        _loop.Wait(TimeSpan.FromSeconds(2));
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(2));   // open /events streams are cut, not awaited
+        _app.StopAsync(limit.Token).GetAwaiter().GetResult();
+        ((IDisposable)_app).Dispose();
     }
 }

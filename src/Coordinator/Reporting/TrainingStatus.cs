@@ -25,6 +25,11 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
     double _trainSeconds;
     long _trainedImages;
     int _joins, _losses;
+    readonly List<StepPoint> _steps = [];
+    readonly List<EpochPoint> _epochs = [];
+
+    /// The run's Prometheus metrics, kept up to date with this status.
+    public RunMetrics Metrics { get; } = new(totalSteps);
 
     public string Model => model;
     public int Epochs => epochs;
@@ -49,26 +54,52 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
                 rate.Add(w.Samples, t.WallSeconds, w.ComputeSeconds);
             }
             foreach (var gone in _workers.Where(p => !p.Value.Present).Select(p => p.Key).ToList()) _workers.Remove(gone);
+            double wall = Math.Max(t.WallSeconds, 1e-9);
+            _steps.Add(new StepPoint(r.Step, r.Loss, r.Accuracy, images / wall, Math.Min(1, t.ComputeSeconds / wall), Math.Min(1, t.ReduceSeconds / wall)));
+            Metrics.Step(r.Step, r.Epoch, r.Loss, r.Accuracy, r.LearningRate, t.WallSeconds, t.ComputeSeconds, t.ReduceSeconds, t.AllReduceBytes,
+                         [.. t.Workers.Select(w => (w.Name, w.Samples, w.ComputeSeconds))]);
+            Metrics.Rates(_recent.ImagesPerSecond, [.. _workers.Select(p => (p.Key, p.Value.ImagesPerSecond, p.Value.Busy))]);
         }
     }
 
     public void Epoch(EpochReport r)
     {
-        lock (_lock) { _testLoss = r.Test.MeanLoss; _testAccuracy = r.Test.Accuracy; }
+        lock (_lock)
+        {
+            _testLoss = r.Test.MeanLoss; _testAccuracy = r.Test.Accuracy;
+            _epochs.Add(new EpochPoint(r.Epoch + 1, r.Step, r.Train.MeanLoss, r.Train.Accuracy, r.Test.MeanLoss, r.Test.Accuracy));
+            Metrics.Epoch(r.Test.MeanLoss, r.Test.Accuracy);
+        }
     }
 
     public void Event(string line)
     {
         lock (_lock)
         {
-            if (line.Contains(" joined", StringComparison.Ordinal) && line.StartsWith("worker ", StringComparison.Ordinal)) _joins++;
-            if (line.StartsWith("lost worker ", StringComparison.Ordinal)) _losses++;
+            if (line.Contains(" joined", StringComparison.Ordinal) && line.StartsWith("worker ", StringComparison.Ordinal)) { _joins++; Metrics.Joined(); }
+            if (line.StartsWith("lost worker ", StringComparison.Ordinal)) { _losses++; Metrics.Lost(); }
             _events.Add($"{DateTime.UtcNow:HH:mm:ss} {line.Trim()}");
             if (_events.Count > 20) _events.RemoveAt(0);
         }
     }
 
-    public void Finish(string state) { lock (_lock) _state = state; }
+    public void Finish(string state)
+    {
+        lock (_lock) { _state = state; Metrics.Finished(); }
+    }
+
+    /// One step as the dashboard draws it: loss and accuracy, images/s, and the shares of the step
+    /// spent computing and all-reducing.
+    public readonly record struct StepPoint(long Step, double Loss, double Accuracy, double ImagesPerSecond, double Compute, double Reduce);
+
+    public readonly record struct EpochPoint(int Epoch, long Step, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy);
+
+    /// The steps and epochs after the first `steps` and `epochs` already seen.
+    public (StepPoint[] Steps, EpochPoint[] Epochs) HistorySince(int steps, int epochs)
+    {
+        lock (_lock)
+            return ([.. _steps.Skip(Math.Max(0, steps))], [.. _epochs.Skip(Math.Max(0, epochs))]);
+    }
 
     public Snapshot Take()
     {
@@ -151,44 +182,10 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
             return Encoding.UTF8.GetString(buffer.ToArray());
         }
 
-        /// GET /metrics, in the Prometheus text exposition format (version 0.0.4).
-        public string ToPrometheus()
-        {
-            var s = new StringBuilder();
-            void Gauge(string name, string help, double value, string type = "gauge", string labels = "")
-            {
-                s.Append("# HELP disttrain_").Append(name).Append(' ').Append(help).Append('\n');
-                s.Append("# TYPE disttrain_").Append(name).Append(' ').Append(type).Append('\n');
-                s.Append("disttrain_").Append(name).Append(labels).Append(' ').Append(Format(value)).Append('\n');
-            }
-            Gauge("training", "1 while training, 0 otherwise", State == "training" ? 1 : 0);
-            Gauge("step", "steps completed", Step, "counter");
-            Gauge("total_steps", "steps of the whole run", TotalSteps);
-            Gauge("epoch", "current epoch (1-based)", Epoch + 1);
-            Gauge("loss", "training loss of the last step", Loss);
-            Gauge("accuracy", "training accuracy of the last step", Accuracy);
-            Gauge("learning_rate", "learning rate of the last step", LearningRate);
-            Gauge("test_loss", "test loss after the last epoch", TestLoss);
-            Gauge("test_accuracy", "test accuracy after the last epoch", TestAccuracy);
-            Gauge("images_per_second", "training images per second over the last steps", ImagesPerSecond);
-            Gauge("workers", "workers in the last step", Workers.Length);
-            Gauge("worker_joins_total", "workers that joined", WorkerJoins, "counter");
-            Gauge("worker_losses_total", "workers lost during training", WorkerLosses, "counter");
-            s.Append("# HELP disttrain_worker_images_per_second images per second each worker computed over the last steps\n");
-            s.Append("# TYPE disttrain_worker_images_per_second gauge\n");
-            foreach (var w in Workers)
-                s.Append("disttrain_worker_images_per_second{worker=\"").Append(Escape(w.Name)).Append("\"} ").Append(Format(w.ImagesPerSecond)).Append('\n');
-            return s.ToString();
-        }
-
         static void Number(Utf8JsonWriter w, string name, double v)
         {
             if (double.IsFinite(v)) w.WriteNumber(name, v); else w.WriteNull(name);
         }
 
-        static string Format(double v) => double.IsNaN(v) ? "NaN" : double.IsPositiveInfinity(v) ? "+Inf" : double.IsNegativeInfinity(v) ? "-Inf"
-            : v.ToString("R", CultureInfo.InvariantCulture);
-
-        static string Escape(string label) => label.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
     }
 }

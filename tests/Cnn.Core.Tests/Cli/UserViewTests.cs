@@ -97,7 +97,8 @@ public sealed class UserViewTests : IDisposable
         Assert.Equal(JsonValueKind.Null, root.GetProperty("test_accuracy").ValueKind);
 
         string metrics = http.GetStringAsync(server.Url + "metrics").Result;
-        Assert.Contains("# TYPE disttrain_step counter\ndisttrain_step 11\n", metrics);
+        Assert.Contains("# TYPE disttrain_step gauge\ndisttrain_step 11\n", metrics);
+        Promtool.Check(metrics);
         Assert.Contains("disttrain_worker_losses_total 1\n", metrics);
         Assert.Contains("disttrain_worker_images_per_second{worker=\"a\"} ", metrics);
         Assert.DoesNotContain("worker=\"b\"", metrics);
