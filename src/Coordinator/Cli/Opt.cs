@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
@@ -43,6 +44,19 @@ public static class Opt
         var o = new Option<string?>(option) { Description = help, HelpName = hint };
         if (fallback is not null) o.DefaultValueFactory = _ => fallback;
         return o;
+    }
+
+    /// --log-format text|json, for train and worker.
+    public static Option<string> LogFormat() =>
+        Choice("--log-format FORMAT", "text | json: one JSON object a line (time, level, category, message and the entry's figures), for log collectors; errors of usage stay one plain line on stderr", "text", ["text", "json"]);
+
+    /// `output` itself for --log-format text; for json, a writer whose lines become JSON log entries
+    /// (Microsoft.Extensions.Logging) written to `output`, and the factory that made it.
+    public static (TextWriter Output, Microsoft.Extensions.Logging.ILoggerFactory? Logging) Logs(string format, TextWriter output, string category)
+    {
+        if (format != "json") return (output, null);
+        var factory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(new DistTrain.Coordinator.Reporting.JsonLinesLoggerProvider(output)));
+        return (new DistTrain.Coordinator.Reporting.LoggingTextWriter(factory.CreateLogger(category)), factory);
     }
 
     public static Option<bool> Flag(string name, string help) => new(name) { Description = help, Arity = ArgumentArity.Zero };

@@ -158,3 +158,30 @@ public sealed class LiveProgress : IProgressView
             new Text(info.TryGetValue(task, out var text) ? text : "");
     }
 }
+
+/// --log-format json: the step progress every 10 s and a line per epoch as log entries whose
+/// figures are fields of their own (step, loss, test_accuracy, ...), and events at their level.
+public sealed class LogProgress(Microsoft.Extensions.Logging.ILogger logger, double everySeconds = 10) : IProgressView
+{
+    readonly System.Diagnostics.Stopwatch _since = System.Diagnostics.Stopwatch.StartNew();
+    readonly LoggingTextWriter _lines = new(logger);
+
+    public void Log(string line) => _lines.WriteLine(line);
+
+    public void Step(TrainingStatus status)
+    {
+        if (_since.Elapsed.TotalSeconds < everySeconds && status.LastStep < status.TotalSteps) return;
+        _since.Restart();
+        var s = status.Take();
+        Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(logger,
+            "step {step}/{total_steps} epoch {epoch}/{epochs} loss {loss} accuracy {accuracy} learning_rate {learning_rate} images_per_second {images_per_second} eta_seconds {eta_seconds}",
+            s.Step, s.TotalSteps, s.Epoch + 1, s.Epochs, s.Loss, s.Accuracy, s.LearningRate, Math.Round(s.ImagesPerSecond, 1), s.EtaSeconds);
+    }
+
+    public void Epoch(EpochReport r, int epochs) =>
+        Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(logger,
+            "epoch {epoch}/{epochs} step {step} train_loss {train_loss} train_accuracy {train_accuracy} test_loss {test_loss} test_accuracy {test_accuracy} images_per_second {images_per_second} seconds {seconds}",
+            r.Epoch + 1, epochs, r.Step, r.Train.MeanLoss, r.Train.Accuracy, r.Test.MeanLoss, r.Test.Accuracy, Math.Round(r.ImagesPerSecond, 1), Math.Round(r.Seconds, 3));
+
+    public void Dispose() { }
+}

@@ -51,6 +51,7 @@ public static class TrainCommand
     static readonly Option<string?> TensorBoardOption = Opt.Text("--tensorboard DIR", "TensorBoard event file in DIR: loss, accuracy, learning rate and images/s per step, train and test figures per epoch");
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
     static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training (read-only, no authentication)", min: 1, max: 65535);
+    static readonly Option<string> LogFormatOption = Opt.LogFormat();
     static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
 
     public static Command Create(TextWriter output)
@@ -60,13 +61,19 @@ public static class TrainCommand
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
             WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
-            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption, LogFormatOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
     }
 
     static int Run(ParseResult a, TextWriter output)
+    {
+        var (logOutput, logging) = Opt.Logs(a.GetValue(LogFormatOption)!, output, "disttrain.train");
+        using (logging) return Run(a, logOutput, logging);
+    }
+
+    static int Run(ParseResult a, TextWriter output, Microsoft.Extensions.Logging.ILoggerFactory? logging)
     {
         int workers = a.GetValue(WorkersOption);
         int remoteWorkers = a.GetValue(RemoteWorkersOption);
@@ -161,7 +168,7 @@ public static class TrainCommand
         var clock = Stopwatch.StartNew();
         ClusterOutcome outcome;
         ConsoleObserver observer;
-        using (var view = IProgressView.Create(a.GetValue(ProgressOption)!, output, status))
+        using (var view = logging is not null ? new LogProgress(logging.CreateLogger("disttrain.progress")) : IProgressView.Create(a.GetValue(ProgressOption)!, output, status))
         {
             observer = new ConsoleObserver(view, status, metrics, checkpoints, plan, data, tensorBoard);
             var akkaLog = DistTrain.Protocol.ConciseLogger.Sink;

@@ -26,12 +26,23 @@ public static class WorkerCommand
         var command = new Command("worker", "join a running coordinator as a worker and train until the job ends")
         {
             CoordinatorOption, HostOption, PortOption, DataPortOption, ThreadsOption, DataOption, NameOption, TokenFileOption, TlsCertOption, TlsCaOption, JoinTimeoutOption,
+            LogFormatOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
     }
 
+    static readonly Option<string> LogFormatOption = Opt.LogFormat();
+
     static int Run(ParseResult a, TextWriter output)
+    {
+        var (logOutput, logging) = Opt.Logs(a.GetValue(LogFormatOption)!, output, "disttrain.worker");
+        // Akka's own lines (ConciseLogger) go the same way as the worker's.
+        if (logging is not null) DistTrain.Protocol.ConciseLogger.Sink = logOutput.WriteLine;
+        using (logging) return RunWith(a, logOutput);
+    }
+
+    static int RunWith(ParseResult a, TextWriter output)
     {
         string target = a.GetValue(CoordinatorOption) ?? throw new UsageException("worker needs --coordinator HOST:PORT");
         int colon = target.LastIndexOf(':');

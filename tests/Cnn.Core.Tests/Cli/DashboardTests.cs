@@ -42,6 +42,11 @@ public class DashboardTests
         }
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(url + "healthz")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(url + "readyz")).StatusCode);
+        // A live scrape of the training run: promtool accepts it, and the workers' figures are in it.
+        string scrape = await http.GetStringAsync(url + "metrics");
+        Promtool.Check(scrape);
+        Assert.Contains("disttrain_worker_compute_seconds_count{worker=\"local-1\"}", scrape);
+        Assert.Contains("process_cpu_seconds_total", scrape);
 
         var errors = new List<string>();
         using var playwright = await Playwright.CreateAsync();
