@@ -61,6 +61,26 @@ public sealed class DataPlaneTests : IDisposable
         AllReturned(_outBuffers);
     }
 
+    /// More strangers at once than the limit of unproven connections: those over it are refused
+    /// and must not count for ever, or no peer would be greeted again.
+    [Fact]
+    public void After_a_burst_of_100_strangers_a_peer_is_still_greeted_at_once()
+    {
+        var strangers = new List<TcpClient>();
+        for (int i = 0; i < 100; i++) strangers.Add(new TcpClient("127.0.0.1", _plane.Port));
+        // Until every one of them has been seen by the listener (refused or waiting for its hello).
+        Assert.True(SpinWait.SpinUntil(() => { try { return strangers.All(c => c.Connected); } catch (ObjectDisposedException) { return true; } }, Patience.Reply));
+        Thread.Sleep(500);
+        foreach (var c in strangers) c.Dispose();
+        using var sender = Sender();
+        using var link = sender.Connect($"127.0.0.1:{_plane.Port}", "akka.tcp://disttrain@10.0.0.2:4054/user/worker#1");
+        var (header, values) = Chunk(1, 100);
+        link.Send(header, values);
+        Assert.True(_received.TryTake(out var got, TimeSpan.FromSeconds(2)), "the peer was not greeted within 2 s: " + string.Join("\n", _log));
+        Assert.Equal(header, got.Chunk.Header);
+        got.Chunk.Dispose();
+    }
+
     [Fact]
     public void Bytes_that_are_not_a_hello_are_refused()
     {

@@ -49,7 +49,10 @@ public sealed record ModelSpec
         if (spec is null) throw new ArgumentException($"{source}: not a valid model description: empty");
         if (spec.Input is not { Length: 3 } || spec.Input.Any(d => d < 1))
             throw new ArgumentException($"{source}: \"input\" must be [channels, height, width] with positive sizes");
+        if (spec.Layers is null) throw new ArgumentException($"{source}: \"layers\" must be a list of layers, got null");
         if (spec.Layers.Count == 0) throw new ArgumentException($"{source}: \"layers\" is empty");
+        int empty = spec.Layers.ToList().FindIndex(l => l is null || l.Type is null);
+        if (empty >= 0) throw new ArgumentException($"{source}: layer {empty + 1} is {(spec.Layers[empty] is null ? "null" : "without a \"type\"")}; expected an object such as {{\"type\": \"relu\"}}");
         try { Model.Create(spec); }
         catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }
         return spec;

@@ -59,6 +59,27 @@ public static class Opt
         return (new DistTrain.Coordinator.Reporting.LoggingTextWriter(factory.CreateLogger(category)), factory);
     }
 
+    /// --host: an IP address or a name of this machine that can be listened on; else one line.
+    public static string LocalHost(string host)
+    {
+        System.Net.IPAddress address;
+        try { address = DistTrain.Protocol.ProtocolConfig.BindAddress(host); }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ArgumentException or InvalidOperationException)
+        {
+            throw new UsageException($"--host {host}: not an IP address or a host name that resolves (expected this machine's address or name, e.g. 127.0.0.1)");
+        }
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            probe.Bind(new System.Net.IPEndPoint(address, 0));
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new UsageException($"--host {host}: {address} is not an address of this machine ({e.Message}); the others must reach this process at --host");
+        }
+        return host;
+    }
+
     public static Option<bool> Flag(string name, string help) => new(name) { Description = help, Arity = ArgumentArity.Zero };
 
     static Option<T> Make<T>(string name, string help, T? fallback, Func<string, object?> parse, string expected)

@@ -81,7 +81,7 @@ public static class TrainCommand
         bool inProcess = a.GetValue(InProcessOption);
         if (inProcess && remoteWorkers > 0) throw new UsageException("--in-process cannot take --remote-workers; drop one of them");
         var allReduce = DistTrain.Protocol.AllReduceAlgorithms.Parse(a.GetValue(AllReduceOption)!);
-        string host = a.GetValue(HostOption)!;
+        string host = Opt.LocalHost(a.GetValue(HostOption)!);
         int port = a.GetValue(PortOption);
         int threads = a.GetValue(ThreadsOption) ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers));
         Parallelism.MaxThreads = threads;
@@ -130,6 +130,8 @@ public static class TrainCommand
             Augment = augment ?? (Presets.IsPreset(modelOption) ? Presets.DefaultAugmentation(modelOption, data.Train.Channels, data.Train.Height) : Augmentation.None),
         };
         if (plan.Augment.Unfit(data.Train.Height, data.Train.Width) is { } unfit) throw new UsageException(unfit);
+        if (plan.GlobalBatch > data.Train.Count)
+            throw new UsageException($"--batch {plan.GlobalBatch}: larger than the {data.Train.Count:N0} training samples of {data.Name}; a step needs a whole batch");
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 

@@ -48,7 +48,7 @@ public static class WorkerCommand
         int colon = target.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(target[(colon + 1)..], out int coordinatorPort) || coordinatorPort is < 1 or > 65535)
             throw new UsageException($"--coordinator: expected HOST:PORT, got '{target}'");
-        string host = a.GetValue(HostOption)!;
+        string host = Opt.LocalHost(a.GetValue(HostOption)!);
         int port = a.GetValue(PortOption);
         int threads = a.GetValue(ThreadsOption) ?? Environment.ProcessorCount;
         Parallelism.MaxThreads = threads;

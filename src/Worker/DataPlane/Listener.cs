@@ -53,8 +53,10 @@ sealed class Listener : IDisposable
         bool counted = false;
         try
         {
-            if (Interlocked.Increment(ref _unproven) > ProtocolConfig.DataPlaneMaxUnproven) return;   // too many strangers at once
+            // Counted before the check so that two arrivals cannot both take the last place; one
+            // over the limit is refused and uncounted at once (it used to stay counted for good).
             counted = true;
+            if (Interlocked.Increment(ref _unproven) > ProtocolConfig.DataPlaneMaxUnproven) return;   // too many strangers at once
             socket.NoDelay = true;
             socket.ReceiveBufferSize = ProtocolConfig.DataPlaneSocketBufferBytes;
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
