@@ -21,19 +21,31 @@ public sealed class ConsoleObserver(IProgressView view, TrainingStatus status, M
         view.Log(line);
     }
 
+    /// A metrics or event file that cannot be written any more (a full disk) is given up with one
+    /// line; training goes on. The calls come from inside the coordinator actor, which must not throw.
+    void Output(string what, Action write, Action giveUp)
+    {
+        try { write(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            giveUp();
+            Log($"warning: {what}: cannot write ({e.Message.ReplaceLineEndings(" ")}); it stops here, training goes on");
+        }
+    }
+
     public void StepCompleted(StepReport r, StepTiming t)
     {
         _wall += t.WallSeconds; _compute += t.ComputeSeconds; _reduce += t.ReduceSeconds;
-        metrics?.Step(r, t.AllReduceBytes);
-        tensorBoard?.Step(r.Step, r.Loss, r.Accuracy, r.LearningRate, r.ImagesPerSecond);
+        if (metrics is not null) Output("--metrics", () => metrics.Step(r, t.AllReduceBytes), () => metrics = null);
+        if (tensorBoard is not null) Output("--tensorboard", () => tensorBoard.Step(r.Step, r.Loss, r.Accuracy, r.LearningRate, r.ImagesPerSecond), () => tensorBoard = null);
         status.Step(r, t);
         view.Step(status);
     }
 
     public void EpochCompleted(EpochReport r)
     {
-        metrics?.Epoch(r);
-        tensorBoard?.Epoch(r.Step, r.Train.MeanLoss, r.Train.Accuracy, r.Test.MeanLoss, r.Test.Accuracy);
+        if (metrics is not null) Output("--metrics", () => metrics.Epoch(r), () => metrics = null);
+        if (tensorBoard is not null) Output("--tensorboard", () => tensorBoard.Epoch(r.Step, r.Train.MeanLoss, r.Train.Accuracy, r.Test.MeanLoss, r.Test.Accuracy), () => tensorBoard = null);
         status.Epoch(r);
         view.Epoch(r, plan.Epochs);
     }

@@ -193,7 +193,7 @@ public static class TrainCommand
                          (outcome.TrainSeconds > 0 ? $", {outcome.TrainedImages / outcome.TrainSeconds:F0} img/s" : "") + observer.TimingSummary());
         if (reportPath is not null)
         {
-            new TrainingReport
+            var report = new TrainingReport
             {
                 Status = outcome.Status, Dataset = data.Name, DatasetSha256 = data.Sha256, Model = plan.Model.Name,
                 Workers = outcome.Workers, Epochs = plan.Epochs, Steps = outcome.Steps, GlobalBatch = plan.GlobalBatch, Seed = plan.Seed,
@@ -202,16 +202,29 @@ public static class TrainCommand
                 TrainImagesPerSecond = outcome.TrainSeconds > 0 ? Math.Round(outcome.TrainedImages / outcome.TrainSeconds, 1) : 0,
                 ParameterSha256 = outcome.ParameterSha256, ReplicasConsistent = outcome.ReplicasConsistent,
                 WorkerFailures = outcome.WorkerFailures, RedoneSteps = outcome.RedoneSteps,
-            }.WriteTo(reportPath);
-            output.WriteLine($"report written to {reportPath}");
+            };
+            try
+            {
+                report.WriteTo(reportPath);
+                output.WriteLine($"report written to {reportPath}");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                output.WriteLine($"error: --report {reportPath}: cannot write: {e.Message.ReplaceLineEndings(" ")}");
+                exit = ExitCodes.ClusterFailed;
+            }
         }
         if (metricsPath is not null)
         {
-            metrics!.Dispose();   // flushed before it is read back
             try
             {
+                metrics!.Dispose();   // flushed before it is read back
                 var plots = RunPlots.Write(metricsPath, RunPlots.PrefixFor(metricsPath, reportPath));
                 output.WriteLine($"metrics in {metricsPath}; plots {plots.LossPng} and {plots.AccuracyPng}");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                output.WriteLine($"warning: --metrics {metricsPath}: cannot write ({e.Message.ReplaceLineEndings(" ")}); no plots");
             }
             // The report and metrics are written; a plot that cannot be drawn (no metrics, a missing
             // native library or font in a slim container image) must not fail a completed run.

@@ -140,7 +140,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _interrupt = m.Reason;
             _tally.End(RunStatus.Interrupted, $"interrupted by {m.Reason}");
             if (inFlight is not null) return;   // what is in flight finishes first (RunNextStep)
-            if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
+            if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
             Finish(fetchState: false);
         });
     }
@@ -261,7 +261,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             }
             _tally.End(RunStatus.Failed, _started ? $"no worker left and none joined within {wait:F0}s (--worker-wait)"
                                           : $"no worker joined within {wait:F0}s (--worker-wait)");
-            if (_started && _syncedStep > 0) _observer.CheckpointDue(_model, _optimizer, _syncedStep);
+            if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
             Finish(fetchState: false);
         });
     }
@@ -375,8 +375,30 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     void CheckpointAndContinue()
     {
-        _observer.CheckpointDue(_model, _optimizer, _step);
+        Checkpoint(_step);
         RunNextStep();
+    }
+
+    /// Whether a checkpoint could not be written: the run stops, and no other is attempted.
+    bool _checkpointFailed;
+
+    /// Saves the coordinator's state through the observer. A write that fails (a full disk, a folder
+    /// taken away) must not throw here: the actor would be restarted and the training state lost.
+    /// It ends the run instead (failed, exit 4) after the step in flight, keeping the checkpoints
+    /// written before, and the report names the steps done and their parameters' hash.
+    void Checkpoint(long step)
+    {
+        if (_checkpointFailed) return;
+        try { _observer.CheckpointDue(_model, _optimizer, step); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _checkpointFailed = true;
+            _interrupt ??= "a checkpoint that could not be written";
+            // A run already ending for another reason keeps that reason.
+            if (_tally.Status == RunStatus.Completed)
+                _tally.End(RunStatus.Failed, $"the checkpoint of step {step} could not be written ({e.Message.ReplaceLineEndings(" ")}); the checkpoints written before it are kept");
+            _observer.Log($"error: the checkpoint of step {step} could not be written: {e.Message.ReplaceLineEndings(" ")}; stopping after this step");
+        }
     }
 
     // ---- Evaluating ----------------------------------------------------------------------------
@@ -447,7 +469,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (fetchState && _workers.Count > 0 && _step > 0)
         {
-            FetchStateThen(() => { _observer.CheckpointDue(_model, _optimizer, _step); Finish(fetchState: false); });
+            FetchStateThen(() => { Checkpoint(_step); Finish(fetchState: false); });
             return;
         }
         foreach (var w in Admitted) w.Ref.Tell(new JobFinished(_tally.Status.Text()));

@@ -57,5 +57,19 @@ public sealed class MetricsWriter : IDisposable
         if (flush) _out.Flush();
     }
 
-    public void Dispose() => _out.Dispose();
+    /// Flushes and closes. Throws when the last lines cannot be written; a second call (the
+    /// caller's `using` after an explicit Dispose that failed) does nothing.
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        try { _out.Dispose(); }
+        catch (IOException)
+        {
+            try { _out.BaseStream.Dispose(); } catch (IOException) { }   // the unflushed lines are lost with the file's space
+            throw;
+        }
+    }
+
+    bool _disposed;
 }

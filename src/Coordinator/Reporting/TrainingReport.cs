@@ -37,8 +37,7 @@ public sealed record TrainingReport
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Json) + "\n");
-        File.Move(tmp, path, overwrite: true);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(this, Json) + "\n");
+        DistTrain.Cnn.AtomicFile.Write(path, file => file.Write(bytes));   // never half a report, no temporary file left
     }
 }
