@@ -33,6 +33,9 @@ public static class ProtocolConfig
     public static readonly TimeSpan WorkerProcessExit = TimeSpan.FromSeconds(10);
     /// Leaving the cluster and stopping remoting is given up after this long (ShutDownWithin).
     public static readonly TimeSpan ShutdownLimit = TimeSpan.FromSeconds(15);
+    /// After SIGTERM or SIGINT, how long the step (or evaluation, or state fetch) in flight may take
+    /// before the run stops without it (--stop-grace).
+    public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(30);
 
     public const string Serialization =
         """

@@ -52,6 +52,7 @@ public static class TrainCommand
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
     static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training (read-only, no authentication)", min: 1, max: 65535);
     static readonly Option<string> LogFormatOption = Opt.LogFormat();
+    static readonly Option<double> StopGraceOption = Opt.Double("--stop-grace SECS", "after SIGTERM/SIGINT, how long the step in flight may take before the run stops without it (checkpointing the last state the coordinator holds; exit 4)", DistTrain.Protocol.ProtocolConfig.StopGrace.TotalSeconds, 0, 86_400, minExclusive: true);
     static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
 
     public static Command Create(TextWriter output)
@@ -61,7 +62,7 @@ public static class TrainCommand
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
             WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
-            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption, LogFormatOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption, LogFormatOption, StopGraceOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
@@ -153,7 +154,7 @@ public static class TrainCommand
 
         string token = JobToken.Read(a.GetValue(TokenFileOption)) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
         var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery,
-            TimeSpan.FromSeconds(workerWait)) { InitialParameters = initial };
+            TimeSpan.FromSeconds(workerWait)) { InitialParameters = initial, StopGrace = TimeSpan.FromSeconds(a.GetValue(StopGraceOption)) };
         long totalSteps = plan.TotalSteps(data.Train.Count);
         output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +

@@ -30,6 +30,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         /// The parameters to start from instead of the seed's (--init-from); not used when resuming.
         public float[]? InitialParameters { get; init; }
 
+        /// After an interrupt, how long what is in flight may take before the run stops without it.
+        public TimeSpan StopGrace { get; init; } = ProtocolConfig.StopGrace;
+
         /// A cluster member with no admitted worker after this long is downed.
         public TimeSpan AdmissionGraceOrDefault => AdmissionGrace ?? ProtocolConfig.AdmissionGrace;
 
@@ -121,6 +124,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     /// Stop cleanly (SIGINT/SIGTERM): at the next step boundary, with a checkpoint of that step.
     public sealed record Interrupt(string Reason);
+
+    sealed class StopGraceOver { public static readonly StopGraceOver Instance = new(); }
     sealed record CheckMember(Address Address);
 
     // ---- Membership (every behaviour; `inFlight` is null while waiting for workers) ----------------
@@ -139,7 +144,20 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             _interrupt = m.Reason;
             _tally.End(RunStatus.Interrupted, $"interrupted by {m.Reason}");
-            if (inFlight is not null) return;   // what is in flight finishes first (RunNextStep)
+            if (inFlight is not null)
+            {
+                // What is in flight finishes first (RunNextStep), unless it cannot: a frozen worker
+                // holds a step until the failure detector notices it, a stuck one for ever.
+                Timers.StartSingleTimer("stop-grace", StopGraceOver.Instance, _s.StopGrace);
+                return;
+            }
+            if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
+            Finish(fetchState: false);
+        });
+        Receive<StopGraceOver>(_ =>
+        {
+            _observer.Log($"warning: the {(inFlight?.Step == true ? "step" : "work")} in flight did not finish within {_s.StopGrace.TotalSeconds:0.#} s of the signal; " +
+                          $"stopping without it, with the state of step {_syncedStep}");
             if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
             Finish(fetchState: false);
         });
