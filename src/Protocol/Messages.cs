@@ -21,7 +21,8 @@ public static class ProtocolVersion
     /// 6: gradient chunks carry the sums in GradientCodec's encoding instead of raw int64s;
     ///    StepCompleted carries the payload bytes the worker sent in the all-reduce.
     /// 7: JobPlan carries the samples' channel count and a mean and standard deviation per channel.
-    public const int Current = 7;
+    /// 8: WorkerFailed: a worker that cannot go on says why, and the job ends at once.
+    public const int Current = 8;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -146,6 +147,12 @@ public sealed record EvaluationCompleted(
 /// coordinator -> worker: send your parameters and optimizer state (for checkpoints and the report).
 [MessagePackObject]
 public sealed record RequestModelState([property: Key(0)] int Generation) : IGenerationMessage;
+
+/// worker -> coordinator: this worker cannot go on (an exception in its step, evaluation or state
+/// transfer); the job ends with Reason. BadInput: the data or the model is at fault (exit 2), not
+/// the machine (memory, a bug: exit 4).
+[MessagePackObject]
+public sealed record WorkerFailed([property: Key(0)] int Generation, [property: Key(1)] string Reason, [property: Key(2)] bool BadInput) : IProtocolMessage;
 
 /// coordinator -> worker: the job is over; the worker process exits.
 [MessagePackObject]

@@ -306,6 +306,23 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         foreach (var chunk in ModelStateTransfer.Chunks(_replica.Model, _replica.Optimizer, _generation, -1)) Sender.Tell(chunk, Self);
     }
 
+    /// An exception in any handler (a step, an evaluation, the state, the model too big to build):
+    /// Akka would restart this actor, which would register again and be ignored while the job hung.
+    /// Instead the coordinator learns the reason at once and the worker stops.
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try { return base.AroundReceive(receive, message); }
+        catch (Exception e) when (e is not (ActorKilledException or DeathPactException or ThreadAbortException))
+        {
+            bool badInput = e is ArgumentException or FormatException or InvalidDataException or IndexOutOfRangeException or DataFormatException;
+            string reason = $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}";
+            _log.Error("{0} failed on {1}: {2}", _settings.Name, message.GetType().Name, reason);
+            if (!_coordinator.IsNobody()) _coordinator.Tell(new WorkerFailed(_generation, reason, badInput), Self);
+            Finish($"failed: {reason}");
+            return true;
+        }
+    }
+
     void Finish(string? error)
     {
         _stopped?.Invoke(error);

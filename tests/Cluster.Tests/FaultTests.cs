@@ -98,6 +98,25 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         Assert.Contains("worker latecomer joined mid-run", trigger.Transcript);
     }
 
+    /// A worker whose step throws (here: its copy of the data is shorter than the job's, under the
+    /// same name and hash, so a sample index falls outside it) used to be restarted by Akka, register
+    /// again unheard and leave the job hanging. It now reports the reason and the job ends at once.
+    [Fact]
+    public async Task An_exception_in_a_worker_ends_the_job_at_once_with_the_workers_reason()
+    {
+        const string name = "failing";
+        var observer = new Trigger(long.MaxValue, () => { });
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 2), 1, observer, name);
+        var shortData = Data with { Train = DatasetFolder.Synthetic(trainCount: 64, testCount: 10, seed: 13).Train };
+        Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{name}", name, shortData, 1, "broken")), "broken");
+        var outcome = await cluster.Completion.WaitAsync(Patience.Reply);   // seconds, not the join timeout
+
+        Assert.Equal(RunStatus.Failed, outcome.Status);
+        Assert.StartsWith("worker broken failed: ", outcome.Error);
+        Assert.True(outcome.BadInput, outcome.Error);
+        Assert.Contains("error: worker broken failed", observer.Transcript);
+    }
+
     [Fact]
     public async Task An_interrupt_stops_after_the_step_in_flight_and_checkpoints_that_step()
     {

@@ -22,6 +22,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
         nameof(EvaluationCompleted) => new EvaluationCompleted(1, 9, 0, 3.5, 90, 100),
         nameof(RequestModelState) => new RequestModelState(3),
         nameof(JobFinished) => new JobFinished("completed"),
+        nameof(WorkerFailed) => new WorkerFailed(2, "IndexOutOfRangeException: index was outside the bounds of the array", true),
         _ => throw new InvalidOperationException($"no sample for {t.Name}: add one so the new message is checked"),
     };
 

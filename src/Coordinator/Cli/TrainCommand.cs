@@ -187,7 +187,11 @@ public static class TrainCommand
         status.Finish(outcome.Status.Text());
         double wall = clock.Elapsed.TotalSeconds;
 
-        int exit = outcome.Status switch { RunStatus.Completed => ExitCodes.Done, RunStatus.Diverged => ExitCodes.Diverged, _ => ExitCodes.ClusterFailed };
+        int exit = outcome.Status switch
+        {
+            RunStatus.Completed => ExitCodes.Done, RunStatus.Diverged => ExitCodes.Diverged,
+            _ when outcome.BadInput => ExitCodes.BadInput, _ => ExitCodes.ClusterFailed,
+        };
         if (outcome.Error is not null)
             output.WriteLine($"error: {outcome.Error}" + (checkpoints is null ? "" : $"; checkpoints written so far are kept in {checkpoints.Path}"));
         output.WriteLine($"{outcome.Status.Text()}: {outcome.Steps} steps in {wall:F1}s, test_accuracy {outcome.LastTest.Accuracy:F4}, parameter_sha256 {outcome.ParameterSha256}" +

@@ -154,6 +154,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
             Finish(fetchState: false);
         });
+        Receive<WorkerFailed>(m =>
+        {
+            var member = Admitted.FirstOrDefault(w => w.Ref.Equals(Sender));
+            if (member.Ref is null) { _log.Warning("ignored a failure report from {0}, not a worker of this job", Sender); return; }
+            // The same data and model on every replica: what failed on one would fail on the others.
+            _tally.BadInput = m.BadInput;
+            _tally.End(RunStatus.Failed, $"worker {member.Name} failed: {m.Reason}");
+            _observer.Log($"error: worker {member.Name} failed: {m.Reason}");
+            if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
+            Finish(fetchState: false);
+        });
         Receive<StopGraceOver>(_ =>
         {
             _observer.Log($"warning: the {(inFlight?.Step == true ? "step" : "work")} in flight did not finish within {_s.StopGrace.TotalSeconds:0.#} s of the signal; " +

@@ -26,4 +26,8 @@ public readonly record struct WorkerShare(string Name, long Samples, double Comp
 /// How a run ended.
 public sealed record ClusterOutcome(
     RunStatus Status, string? Error, long Steps, BatchStats LastEpochTrain, BatchStats LastTest, string ParameterSha256,
-    bool ReplicasConsistent, int Workers, int WorkerFailures, long RedoneSteps, double TrainSeconds, long TrainedImages);
+    bool ReplicasConsistent, int Workers, int WorkerFailures, long RedoneSteps, double TrainSeconds, long TrainedImages)
+{
+    /// A worker failed on the data or the model (WorkerFailed.BadInput): the user's input, exit 2.
+    public bool BadInput { get; init; }
+}

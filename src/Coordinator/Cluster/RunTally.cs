@@ -37,6 +37,9 @@ internal sealed class RunTally
         return LastEpochTrain;
     }
 
+    /// A worker failed on the data or the model.
+    public bool BadInput { get; set; }
+
     public ClusterOutcome Outcome(long steps, string sha256, int workers) =>
-        new(Status, Error, steps, LastEpochTrain, LastTest, sha256, Consistent, workers, Failures, Redone, _trainSeconds, _trainedImages);
+        new(Status, Error, steps, LastEpochTrain, LastTest, sha256, Consistent, workers, Failures, Redone, _trainSeconds, _trainedImages) { BadInput = BadInput };
 }
