@@ -45,7 +45,30 @@ public sealed class Model
         foreach (var layer in _layers) layer.Bind(parameters, Gradients, layer.ParameterOffset);
     }
 
+    /// What a model needs, known without allocating it: its parameters (a long: one vector holds
+    /// at most Array.MaxLength of them), the values its layers output per sample, and its outputs.
+    public readonly record struct Footprint(long Parameters, long ActivationsPerSample, int Outputs);
+
+    /// The model's footprint from its spec: the layers are built (shapes checked), no array is made.
+    public static Footprint Measure(ModelSpec spec)
+    {
+        var layers = BuildLayers(spec);
+        long parameters = layers.Sum(l => l.ParameterLayout.Sum(v => v.Shape.Aggregate(1L, (a, b) => a * b)));
+        long activations = spec.Input.Aggregate(1L, (a, b) => a * b) + layers.Sum(l => (long)l.OutputShape.Size);
+        return new Footprint(parameters, activations, layers[^1].OutputShape.Size);
+    }
+
     static Model Create(ModelSpec spec, float[]? shared)
+    {
+        var layers = BuildLayers(spec);
+        long count = layers.Sum(l => l.ParameterLayout.Sum(v => v.Shape.Aggregate(1L, (a, b) => a * b)));
+        if (count > Array.MaxLength)
+            throw new ArgumentException($"{count:N0} parameters; one vector holds at most {Array.MaxLength:N0}");
+        var input = new SampleShape(spec.Input[0], spec.Input[1], spec.Input[2]);
+        return Bound(spec, input, layers, shared);
+    }
+
+    static Layer[] BuildLayers(ModelSpec spec)
     {
         var input = new SampleShape(spec.Input[0], spec.Input[1], spec.Input[2]);
         var layers = new Layer[spec.Layers.Count];
@@ -70,7 +93,11 @@ public sealed class Model
             shape = layer.OutputShape;
         }
         layers[0].ComputeInputGradient = false;
+        return layers;
+    }
 
+    static Model Bound(ModelSpec spec, SampleShape input, Layer[] layers, float[]? shared)
+    {
         int total = layers.Sum(l => l.ParameterCount);
         var parameters = shared ?? new float[total];
         var gradients = new float[total];

@@ -53,7 +53,8 @@ public sealed record ModelSpec
         if (spec.Layers.Count == 0) throw new ArgumentException($"{source}: \"layers\" is empty");
         int empty = spec.Layers.ToList().FindIndex(l => l is null || l.Type is null);
         if (empty >= 0) throw new ArgumentException($"{source}: layer {empty + 1} is {(spec.Layers[empty] is null ? "null" : "without a \"type\"")}; expected an object such as {{\"type\": \"relu\"}}");
-        try { Model.Create(spec); }
+        // Built to check the shapes, not allocated: a model too big for memory is the budget's to refuse.
+        try { Model.Measure(spec); }
         catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }
         return spec;
     }

@@ -52,6 +52,7 @@ public static class TrainCommand
     static readonly Option<string?> ReportOption = Opt.Text("--report FILE.json", "summary report at the end (the plots go next to it)");
     static readonly Option<int?> StatusPortOption = Opt.OptionalInt("--status-port P", "serve GET /status (JSON) and /metrics (Prometheus) over HTTP on --host:P while training (read-only, no authentication)", min: 1, max: 65535);
     static readonly Option<string> LogFormatOption = Opt.LogFormat();
+    static readonly Option<string?> MemoryBudgetOption = Opt.Text("--memory-budget SIZE", "refuse a model whose estimated memory (coordinator and this machine's workers) is over SIZE, e.g. 16G [default: 90% of the memory .NET may use here]");
     static readonly Option<double> StopGraceOption = Opt.Double("--stop-grace SECS", "after SIGTERM/SIGINT, how long the step in flight may take before the run stops without it (checkpointing the last state the coordinator holds; exit 4)", DistTrain.Protocol.ProtocolConfig.StopGrace.TotalSeconds, 0, 86_400, minExclusive: true);
     static readonly Option<string> ProgressOption = Opt.Choice("--progress MODE", "auto (live bars on a terminal, plain lines otherwise) | live | plain", "auto", ["auto", "live", "plain"]);
 
@@ -62,7 +63,7 @@ public static class TrainCommand
             DataOption, ModelOption, EpochsOption, BatchOption, MicroBatchOption, LrOption, OptimizerOption, MomentumOption, NesterovOption,
             WeightDecayOption, ScheduleOption, WarmupOption, LossOption, SeedOption, AugmentOption, MaxStepsOption, WorkersOption, InProcessOption,
             RemoteWorkersOption, AllReduceOption, HostOption, PortOption, ThreadsOption, WorkerWaitOption, TokenFileOption, TlsCertOption,
-            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption, LogFormatOption, StopGraceOption,
+            TlsCaOption, CheckpointDirOption, CheckpointEveryOption, ResumeOption, InitFromOption, MetricsOption, TensorBoardOption, ReportOption, StatusPortOption, ProgressOption, LogFormatOption, StopGraceOption, MemoryBudgetOption,
         };
         command.SetAction(p => Run(p, output));
         return command;
@@ -133,6 +134,7 @@ public static class TrainCommand
         if (plan.Augment.Unfit(data.Train.Height, data.Train.Width) is { } unfit) throw new UsageException(unfit);
         if (plan.GlobalBatch > data.Train.Count)
             throw new UsageException($"--batch {plan.GlobalBatch}: larger than the {data.Train.Count:N0} training samples of {data.Name}; a step needs a whole batch");
+        CheckMemory(plan, workers, threads, a.GetValue(MemoryBudgetOption));
         try { plan.CreateSchedule(data.Train.Count); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
@@ -269,8 +271,35 @@ public static class TrainCommand
         if (Presets.IsPreset(option)) return Presets.Fit(model, [data.Train.Channels, data.Train.Height, data.Train.Width], data.Train.Classes);
         if (model.Input.Aggregate(1L, (x, y) => x * y) != data.Train.SampleSize)
             throw new UsageException($"--model {option}: expects {string.Join("x", model.Input)} inputs, {data.Name} has {data.Train.ShapeText}");
-        CheckClasses($"--model {option}", Model.Create(model), data);
+        Model.Footprint footprint;
+        try { footprint = Model.Measure(model); }
+        catch (ArgumentException e) { throw new UsageException($"--model {option}: {e.Message}"); }
+        if (footprint.Outputs < data.Train.Classes)
+            throw new UsageException($"--model {option}: model {model.Name} has {footprint.Outputs} outputs, {data.Name} has {data.Train.Classes} classes; expected one output per class");
         return model;
+    }
+
+    /// The memory the coordinator and this machine's workers will need, estimated from the spec
+    /// before anything is allocated, against --memory-budget (default: 90% of the memory .NET may
+    /// use here). Over it: one line with the estimate, exit 2.
+    static void CheckMemory(TrainingPlan plan, int localWorkers, int threads, string? budgetText)
+    {
+        Model.Footprint footprint;
+        try { footprint = Model.Measure(plan.Model); }
+        catch (ArgumentException e) { throw new UsageException($"--model {plan.Model.Name}: {e.Message}"); }
+        var estimate = MemoryEstimate.Of(footprint, plan.Optimizer.Kind, plan.MicroBatch, threads);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        long budget = budgetText is null ? available / 10 * 9
+            : MemoryEstimate.ParseSize(budgetText) ?? throw new UsageException($"--memory-budget: expected a size such as 800M or 16G, got '{budgetText}'");
+        long need = estimate.OnThisMachine(localWorkers);
+        if (need <= budget && footprint.Parameters <= Array.MaxLength) return;
+        string where = budgetText is null ? $"{MemoryEstimate.Text(budget)} (90% of the {MemoryEstimate.Text(available)} .NET may use here)" : MemoryEstimate.Text(budget);
+        throw new UsageException(
+            $"model {plan.Model.Name} ({footprint.Parameters:N0} parameters) needs about {MemoryEstimate.Text(need)} on this machine " +
+            $"({localWorkers} worker(s) x {MemoryEstimate.Text(estimate.WorkerBytes)}: parameters {MemoryEstimate.Text(estimate.ParameterBytes)}, optimizer {MemoryEstimate.Text(estimate.OptimizerBytes)}, " +
+            $"gradients and exact sums {MemoryEstimate.Text(estimate.GradientBytes)}, activations {MemoryEstimate.Text(estimate.ActivationBytes)}; coordinator {MemoryEstimate.Text(estimate.CoordinatorBytes)}), " +
+            (footprint.Parameters > Array.MaxLength ? $"and one vector holds at most {Array.MaxLength:N0} values; " : $"more than --memory-budget {where}; ") +
+            "use a smaller model, fewer workers or threads, or a larger --memory-budget");
     }
 
     /// Every label of the dataset must name one of the model's outputs.

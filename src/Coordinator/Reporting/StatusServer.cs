@@ -36,6 +36,10 @@ public sealed class StatusServer : IDisposable
             k.AddServerHeader = false;
             k.Limits.MaxConcurrentConnections = MaxConnections;
             k.Limits.MaxRequestHeadersTotalSize = 8192;
+            // A connection that sends no request is closed after 5 s, so silent strangers cannot
+            // hold the 64 places for long (Kestrel's default is 30 s).
+            k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(5);
+            k.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(5);
             k.Listen(address, port);
         });
         _app = builder.Build();

@@ -13,6 +13,8 @@ public class BadInputTests
         string data = CliHarness.IdxFolder(dir.Path, train: 64, test: 16, seed: 1);
         File.WriteAllText(dir["null-layer.json"], """{"name": "x", "input": [1, 28, 28], "layers": [null]}""");
         File.WriteAllText(dir["null-layers.json"], """{"name": "x", "input": [1, 28, 28], "layers": null}""");
+        // A dense layer of 10^6 units: about 6 GB a copy of its parameters, 40 GB for a run.
+        File.WriteAllText(dir["huge.json"], """{"name": "huge", "input": [1, 28, 28], "layers": [{"type": "dense", "units": 1000000}, {"type": "dense", "units": 10}]}""");
         File.WriteAllText(dir["no-type.json"], """{"name": "x", "input": [1, 28, 28], "layers": [{"units": 10}]}""");
         foreach (var (args, expected) in new (string[], string)[]
         {
@@ -23,6 +25,9 @@ public class BadInputTests
             (["train", "--data", data, "--model", dir["null-layers.json"], "--in-process"], "\"layers\" must be a list of layers, got null"),
             (["train", "--data", data, "--model", dir["no-type.json"], "--in-process"], "missing required properties including: 'type'"),
             (["train", "--data", data, "--batch", "128", "--in-process"], "--batch 128: larger than the 64 training samples"),
+            (["train", "--data", data, "--model", dir["huge.json"], "--in-process", "--memory-budget", "16G"], "model huge (795,000,010 parameters) needs about"),
+            (["train", "--data", data, "--model", "mnist-cnn", "--in-process", "--memory-budget", "10M"], "more than --memory-budget 10 MiB"),
+            (["train", "--data", data, "--memory-budget", "lots"], "--memory-budget: expected a size such as 800M or 16G, got 'lots'"),
         })
         {
             var (exit, stdout, stderr) = CliHarness.Run(args);

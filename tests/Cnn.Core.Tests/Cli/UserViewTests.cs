@@ -109,6 +109,34 @@ public sealed class UserViewTests : IDisposable
         Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
     }
 
+    /// 100 strangers at once, some never sending a byte: the status endpoint still answers a real
+    /// client at once after they go, and while they hold their connections it answers within the
+    /// header timeout (5 s), not never.
+    [Fact]
+    public void After_100_strangers_the_status_endpoint_still_answers()
+    {
+        var status = new TrainingStatus("lenet5", epochs: 1, totalSteps: 10, stepsPerEpoch: 10);
+        using var server = StatusServer.Start(status, "127.0.0.1", Ports.Free());
+        var uri = new Uri(server.Url);
+        var strangers = Enumerable.Range(0, 100).Select(_ => new TcpClient("127.0.0.1", uri.Port)).ToList();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+        // While they hold on, the places over 64 are refused; a client that tries again (as a probe
+        // does) is answered once the silent ones are cut off after the header timeout.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        bool answered = false;
+        while (!answered && clock.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            try { answered = http.GetAsync(server.Url + "healthz").Result.StatusCode == HttpStatusCode.OK; }
+            catch (AggregateException) { Thread.Sleep(200); }
+        }
+        Assert.True(answered, "no answer within 15 s while 100 strangers held connections");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"answered after {clock.Elapsed.TotalSeconds:F1} s");
+        foreach (var s in strangers) s.Dispose();
+        clock.Restart();
+        Assert.Equal(HttpStatusCode.OK, http.GetAsync(server.Url + "readyz").Result.StatusCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"answered after {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
     [Fact]
     public void A_status_port_in_use_is_a_one_line_error()
     {
