@@ -487,6 +487,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             }
             _syncedStep = _step;
             _tally.SyncedEpochStats = _tally.EpochStats;
+            // A finite loss can still leave non-finite parameters after the update (a huge --lr):
+            // such a state is neither checkpointed nor reported as a completed run.
+            int bad = Array.FindIndex(_model.Parameters, v => !float.IsFinite(v));
+            if (bad >= 0)
+            {
+                _tally.End(RunStatus.Diverged, $"the parameters after step {_step} hold {_model.Parameters[bad]} (index {bad}); lower --lr");
+                Finish(fetchState: false);
+                return;
+            }
             then();
         });
         Membership(new InFlight(() => FetchStateThen(then), Step: false));

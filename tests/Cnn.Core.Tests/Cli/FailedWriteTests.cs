@@ -41,6 +41,22 @@ public class FailedWriteTests
         Assert.Contains("resumed at step 2", stdout);
     }
 
+    /// --lr 1e300: the one step's loss is finite, the update makes the parameters infinite. That run
+    /// used to end "completed" with exit 0 and a checkpoint of them; now it is diverged, exit 3,
+    /// and no checkpoint of the infinite state is written.
+    [Fact]
+    public void Non_finite_final_parameters_are_a_divergence_and_are_not_checkpointed()
+    {
+        using var dir = new TempFolder("non-finite");
+        string data = CliHarness.IdxFolder(dir.Path, train: 128, test: 32, seed: 4);
+        var (exit, stdout, stderr) = CliHarness.Run("train", "--data", data, "--in-process", "--batch", "16", "--max-steps", "1", "--lr", "1e300",
+                                                    "--warmup", "0", "--checkpoint-dir", dir["ck"], "--report", dir["r.json"]);
+        Assert.True(exit == 3, $"exit {exit}: {stdout}{stderr}");
+        Assert.Contains("the parameters after step 1 hold", stdout);
+        Assert.Equal("diverged", JsonDocument.Parse(File.ReadAllText(dir["r.json"])).RootElement.GetProperty("status").GetString());
+        Assert.Empty(Directory.Exists(dir["ck"]) ? Directory.GetFiles(dir["ck"], "*.safetensors") : []);
+    }
+
     [Fact]
     public void A_metrics_file_that_cannot_be_written_is_one_warning_and_training_goes_on()
     {
