@@ -98,16 +98,8 @@ static class ComputeBench
     public static double FlopsPerSample(Model model)
     {
         double flops = 0;
-        foreach (var layer in model.Layers)
-        {
-            double macs = layer switch
-            {
-                Conv2D c => (double)c.OutputShape.Size * c.InputShape.C * c.Kernel * c.Kernel,
-                Dense d => (double)d.InputShape.Size * d.OutFeatures,
-                _ => 0,
-            };
-            flops += 2 * macs * (layer.ComputeInputGradient ? 3 : 2);
-        }
+        // The forward pass's multiply-adds as `disttrain summary` counts them (residual blocks included).
+        foreach (var layer in model.Layers) flops += 2.0 * ModelSummary.MultiplyAdds(layer) * (layer.ComputeInputGradient ? 3 : 2);
         return flops;
     }
 

@@ -20,7 +20,7 @@ public sealed record PredictInputs(Dataset Images, IReadOnlyList<string> Names)
         foreach (var path in paths)
         {
             if (Directory.Exists(path)) throw new DataFormatException($"{path}: a folder; give image files, or a dataset folder with --data");
-            var head = Head(path);
+            var head = DataFiles.ReadHead(path, 4);
             if (head.Length >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 3)
             {
                 var idx = IdxFile.ReadImages(path);
@@ -57,20 +57,6 @@ public sealed record PredictInputs(Dataset Images, IReadOnlyList<string> Names)
         var images = new Dataset($"{data.Name}/test", test.Channels, test.Height, test.Width, test.Classes,
                                  test.Pixels.ToArray(), test.Labels.ToArray(), [.. info.Mean], [.. info.Std]);
         return new PredictInputs(images, [.. Enumerable.Range(0, test.Count).Select(i => $"{data.Name}/test[{i}]")]);
-    }
-
-    static byte[] Head(string path)
-    {
-        try
-        {
-            using var file = File.OpenRead(path);
-            var head = new byte[4];
-            return head[..file.Read(head)];
-        }
-        catch (FileNotFoundException) { throw new DataFormatException($"{path}: file not found"); }
-        catch (DirectoryNotFoundException) { throw new DataFormatException($"{path}: file not found"); }
-        catch (UnauthorizedAccessException) { throw new DataFormatException($"{path}: permission denied"); }
-        catch (IOException e) { throw new DataFormatException($"{path}: cannot read: {e.Message.ReplaceLineEndings(" ")}"); }
     }
 
     static void CheckSize(string path, int width, int height, SampleShape input)

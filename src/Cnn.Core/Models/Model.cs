@@ -53,7 +53,7 @@ public sealed class Model
     public static Footprint Measure(ModelSpec spec)
     {
         var layers = BuildLayers(spec);
-        long parameters = layers.Sum(l => l.ParameterLayout.Sum(v => v.Shape.Aggregate(1L, (a, b) => a * b)));
+        long parameters = CountParameters(layers);
         long activations = spec.Input.Aggregate(1L, (a, b) => a * b) + layers.Sum(l => (long)l.OutputShape.Size);
         return new Footprint(parameters, activations, layers[^1].OutputShape.Size);
     }
@@ -61,12 +61,15 @@ public sealed class Model
     static Model Create(ModelSpec spec, float[]? shared)
     {
         var layers = BuildLayers(spec);
-        long count = layers.Sum(l => l.ParameterLayout.Sum(v => v.Shape.Aggregate(1L, (a, b) => a * b)));
+        long count = CountParameters(layers);
         if (count > Array.MaxLength)
             throw new ArgumentException($"{count:N0} parameters; one vector holds at most {Array.MaxLength:N0}");
         var input = new SampleShape(spec.Input[0], spec.Input[1], spec.Input[2]);
         return Bound(spec, input, layers, shared);
     }
+
+    /// As a long, from the tensors' shapes: Layer.ParameterCount is an int and would wrap first.
+    static long CountParameters(Layer[] layers) => layers.Sum(l => l.ParameterLayout.Sum(v => v.Shape.Aggregate(1L, (a, b) => a * b)));
 
     static Layer[] BuildLayers(ModelSpec spec)
     {

@@ -51,8 +51,8 @@ public sealed record ModelSpec
             throw new ArgumentException($"{source}: \"input\" must be [channels, height, width] with positive sizes");
         if (spec.Layers is null) throw new ArgumentException($"{source}: \"layers\" must be a list of layers, got null");
         if (spec.Layers.Count == 0) throw new ArgumentException($"{source}: \"layers\" is empty");
-        int empty = spec.Layers.ToList().FindIndex(l => l is null || l.Type is null);
-        if (empty >= 0) throw new ArgumentException($"{source}: layer {empty + 1} is {(spec.Layers[empty] is null ? "null" : "without a \"type\"")}; expected an object such as {{\"type\": \"relu\"}}");
+        int empty = spec.Layers.ToList().FindIndex(l => l is null);   // a missing "type" is the deserializer's error
+        if (empty >= 0) throw new ArgumentException($"{source}: layer {empty + 1} is null; expected an object such as {{\"type\": \"relu\"}}");
         // Built to check the shapes, not allocated: a model too big for memory is the budget's to refuse.
         try { Model.Measure(spec); }
         catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }

@@ -15,6 +15,10 @@ public sealed record TrainingCheckpoint(
 {
     public const string Format = "disttrain-checkpoint-1";
 
+    /// What classifying raw images needs, or one line saying the checkpoint is too old to have it.
+    public InferenceInfo RequireInference() => Inference ?? throw new CheckpointFormatException(
+        $"{Path}: the checkpoint does not record the normalisation and class names (written before predict and export existed); train again to use it");
+
     public static void Save(string path, Model model, Optimizer optimizer, long step, int epoch, ulong seed,
                             int globalBatch, int microBatch, string dataset, string datasetSha256, string augment = "none",
                             InferenceInfo? inference = null)

@@ -25,8 +25,7 @@ public static class ExportCommand
         var path = a.GetValue(CheckpointOption) ?? throw new UsageException("export needs --checkpoint FILE");
         var onnx = a.GetValue(OnnxOption) ?? throw new UsageException("export needs --onnx OUT");
         var checkpoint = TrainingCheckpoint.Load(path);
-        var info = checkpoint.Inference ?? throw new UsageException(
-            $"{path}: the checkpoint does not record the normalisation and class names (written before export existed); train again to export it");
+        var info = checkpoint.RequireInference();
         string? folder = Path.GetDirectoryName(Path.GetFullPath(onnx));
         if (folder is not null && !Directory.Exists(folder)) throw new UsageException($"--onnx {onnx}: folder {folder} does not exist");
         try { OnnxExport.Write(onnx, checkpoint.Model, info); }

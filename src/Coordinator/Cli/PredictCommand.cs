@@ -38,8 +38,7 @@ public static class PredictCommand
         bool json = a.GetValue(JsonOption);
 
         var checkpoint = TrainingCheckpoint.Load(path);
-        var info = checkpoint.Inference ?? throw new UsageException(
-            $"{path}: the checkpoint does not record the normalisation and class names (written before predict existed); train again to classify images with it");
+        var info = checkpoint.RequireInference();
         var model = checkpoint.Model;
         PredictInputs inputs;
         if (dataDir is not null)

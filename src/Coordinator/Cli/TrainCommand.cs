@@ -147,23 +147,24 @@ public static class TrainCommand
             else CheckResumable(start, plan, data);
         }
 
+        var built = Model.Create(plan.Model);   // for --init-from's names and the lines below; the coordinator makes its own
         float[]? initial = null;
         if (a.GetValue(InitFromOption) is { } initFrom)
         {
             if (start is not null) output.WriteLine($"note: resuming from {start.Path}; --init-from {initFrom} is not used");
-            else initial = ModelWeights.Load(initFrom, Model.Create(plan.Model));
+            else initial = ModelWeights.Load(initFrom, built);
         }
 
         string token = JobToken.Read(a.GetValue(TokenFileOption)) ?? Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
         var settings = new CoordinatorActor.Settings(plan, data, allReduce, token, workers + remoteWorkers, start, checkpoints is not null, checkpointEvery,
             TimeSpan.FromSeconds(workerWait)) { InitialParameters = initial, StopGrace = TimeSpan.FromSeconds(a.GetValue(StopGraceOption)) };
         long totalSteps = plan.TotalSteps(data.Train.Count);
-        output.WriteLine($"training {plan.Model.Name} ({Model.Create(plan.Model).ParameterCount:N0} parameters) on {data.Name} " +
+        output.WriteLine($"training {plan.Model.Name} ({built.ParameterCount:N0} parameters) on {data.Name} " +
                          $"[{data.Train.Count:N0} train / {data.Test.Count:N0} test, sha256 {data.Sha256[..12]}]: " +
                          $"{totalSteps:N0} steps of {plan.GlobalBatch} (micro-batches of {plan.MicroBatch}), {plan.Optimizer.Kind.Name()} lr {plan.LearningRate.ToString(CultureInfo.InvariantCulture)}, " +
                          $"seed {plan.Seed}, {workers}{(inProcess ? " in-process" : "")} worker(s){(remoteWorkers > 0 ? $" + {remoteWorkers} remote" : "")}" +
                          (start is null ? "" : $", resumed at step {start.Step}") + (initial is null ? "" : $", parameters from {a.GetValue(InitFromOption)}"));
-        output.WriteLine(ModelSummary.OneLine(Model.Create(plan.Model)) + " (disttrain summary shows every layer)");
+        output.WriteLine(ModelSummary.OneLine(built) + " (disttrain summary shows every layer)");
 
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath, append: start is not null);
         using var tensorBoard = a.GetValue(TensorBoardOption) is { } tensorBoardDir ? OpenTensorBoard(tensorBoardDir) : null;

@@ -82,7 +82,7 @@ public sealed class LoggingTextWriter(ILogger logger) : TextWriter
     {
         lock (_lock)
         {
-            if (value == '\n') Flush(force: true);
+            if (value == '\n') EndLine();
             else if (value != '\r') _line.Append(value);
         }
     }
@@ -98,13 +98,12 @@ public sealed class LoggingTextWriter(ILogger logger) : TextWriter
         lock (_lock)
         {
             Write(value);
-            Flush(force: true);
+            EndLine();
         }
     }
 
-    void Flush(bool force)
+    void EndLine()
     {
-        if (!force) return;
         string line = _line.ToString();
         _line.Clear();
         var level = line.StartsWith("error", StringComparison.Ordinal) ? LogLevel.Error

@@ -95,12 +95,20 @@ public sealed class StatusServer : IDisposable
                 var (newSteps, newEpochs) = _status.HistorySince(steps, epochs);
                 steps += newSteps.Length;
                 epochs += newEpochs.Length;
-                var message = JsonSerializer.Serialize(new
+                // The status goes in as the JSON /status serves, not parsed and written again.
+                var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+                using (var w = new Utf8JsonWriter(buffer))
                 {
-                    status = JsonDocument.Parse(snapshot.ToJson()).RootElement,
-                    steps = newSteps.Select(p => new[] { p.Step, Finite(p.Loss), Finite(p.Accuracy), Math.Round(p.ImagesPerSecond, 1), Math.Round(p.Compute, 4), Math.Round(p.Reduce, 4) }),
-                    epochs = newEpochs.Select(e => new[] { e.Epoch, e.Step, Finite(e.TrainLoss), Finite(e.TrainAccuracy), Finite(e.TestLoss), Finite(e.TestAccuracy) }),
-                });
+                    w.WriteStartObject();
+                    w.WritePropertyName("status");
+                    w.WriteRawValue(snapshot.ToJson(indented: false));
+                    w.WritePropertyName("steps");
+                    JsonSerializer.Serialize(w, newSteps.Select(p => new[] { p.Step, Finite(p.Loss), Finite(p.Accuracy), Math.Round(p.ImagesPerSecond, 1), Math.Round(p.Compute, 4), Math.Round(p.Reduce, 4) }));
+                    w.WritePropertyName("epochs");
+                    JsonSerializer.Serialize(w, newEpochs.Select(e => new[] { e.Epoch, e.Step, Finite(e.TrainLoss), Finite(e.TrainAccuracy), Finite(e.TestLoss), Finite(e.TestAccuracy) }));
+                    w.WriteEndObject();
+                }
+                string message = Encoding.UTF8.GetString(buffer.WrittenSpan);
                 await c.Response.WriteAsync($"data: {message}\n\n", Encoding.UTF8, cancel);
                 await c.Response.Body.FlushAsync(cancel);
                 await Task.Delay(TimeSpan.FromSeconds(1), cancel);

@@ -140,11 +140,12 @@ public sealed class TrainingStatus(string model, int epochs, long totalSteps, lo
         double TestLoss, double TestAccuracy, double ImagesPerSecond, double MeanImagesPerSecond, double? EtaSeconds, double ElapsedSeconds,
         WorkerSnapshot[] Workers, int WorkerJoins, int WorkerLosses, string[] Events)
     {
-        /// GET /status.
-        public string ToJson()
+        /// GET /status (indented); on one line for the dashboard's server-sent events, whose data
+        /// may not hold a line break.
+        public string ToJson(bool indented = true)
         {
             using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented }))
             {
                 w.WriteStartObject();
                 w.WriteString("state", State);
