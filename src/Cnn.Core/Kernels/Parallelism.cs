@@ -1,3 +1,5 @@
+using System.Runtime.ExceptionServices;
+
 namespace DistTrain.Cnn.Kernels;
 
 /// A piece of parallel work cut into blocks: Run(b) for every b in [0, blocks), in any order, on
@@ -31,8 +33,12 @@ public static class Parallelism
     static readonly List<Thread> Helpers = [];
     static readonly SemaphoreSlim Wake = new(0);
     static readonly ManualResetEventSlim Finished = new(false);
+    static ExceptionDispatchInfo? _error;   // the first block that threw, rethrown on the caller
 
     /// Runs job.Run(block) for block in [0, blocks), in parallel when the work is large enough.
+    /// An exception thrown by a block, on whichever thread, reaches the caller once every block has
+    /// ended (a helper thread must never die of it: that would take the whole process down, and a
+    /// worker could not report why it failed).
     public static void For(int blocks, long totalWork, IBlockJob job)
     {
         int threads = Math.Min(_maxThreads, blocks);
@@ -49,11 +55,13 @@ public static class Parallelism
             _blocks = blocks;
             _next = 0;
             _done = 0;
+            _error = null;
             Finished.Reset();
             Volatile.Write(ref _job, job);   // published after the counters it goes with
             Wake.Release(threads - 1);
             RunBlocks(job);
             if (Volatile.Read(ref _done) < blocks) Finished.Wait();
+            Interlocked.Exchange(ref _error, null)?.Throw();
         }
         finally
         {
@@ -75,7 +83,8 @@ public static class Parallelism
         {
             while ((b = Interlocked.Increment(ref _next) - 1) < blocks)
             {
-                job.Run(b);
+                try { job.Run(b); }
+                catch (Exception e) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(e), null); }
                 if (Interlocked.Increment(ref _done) == blocks) Finished.Set();
             }
         }
