@@ -57,8 +57,13 @@ public sealed class MultiProcessTests : ProcessTests
         Assert.Equal(inProcess.GetProperty("parameter_sha256").GetString(), doc.RootElement.GetProperty("parameter_sha256").GetString());
     }
 
-    [Fact]
-    public void A_worker_process_killed_mid_run_is_replaced_by_a_later_one_and_the_result_is_the_fault_free_one()
+    /// KILL: the process is gone; its closed connections are noticed at once and confirmed by a
+    /// refused probe. STOP: frozen, it keeps its connections and its listening port, so only the
+    /// heartbeat failure detector can notice it, and the probe must never take it for gone.
+    [Theory]
+    [InlineData("KILL")]
+    [InlineData("STOP")]
+    public void A_worker_process_killed_or_frozen_mid_run_is_replaced_by_a_later_one_and_the_result_is_the_fault_free_one(string signal)
     {
         var data = WriteData();
         // 40 epochs of 10 steps: long enough that the replacement, started right after the kill,
@@ -89,7 +94,7 @@ public sealed class MultiProcessTests : ProcessTests
         {
             Assert.True(started.Wait(Patience.Training), "training did not start: " + output);
             int victim = WorkerProcesses(port).First();
-            Process.GetProcessById(victim).Kill();   // SIGKILL: no goodbye, the cluster's failure detector must notice
+            Process.Start("kill", [$"-{signal}", victim.ToString()])!.WaitForExit();   // no goodbye either way
             var join = DisttrainProcess.StartInfo(["worker", "--coordinator", $"127.0.0.1:{port}", "--data", data, "--threads", "1", "--name", "latecomer"]);
             join.Environment["DISTTRAIN_JOB_TOKEN"] = token;
             replacement = Process.Start(join)!;
@@ -104,6 +109,9 @@ public sealed class MultiProcessTests : ProcessTests
             Assert.Equal(reference.GetProperty("parameter_sha256").GetString(), json.GetProperty("parameter_sha256").GetString());
             Assert.True(json.GetProperty("worker_failures").GetInt32() >= 1, log);
             Assert.True(json.GetProperty("redone_steps").GetInt64() >= 1, log);
+            // Noticed by the closed connection, confirmed by the refused probe, not by the heartbeat detector.
+            var lost = Assert.Single(log.Split('\n'), l => l.StartsWith("lost worker "));
+            Assert.Equal(signal == "KILL", lost.Contains("nothing listens at its address any more"));
             Assert.Contains("worker latecomer joined mid-run", log);
             Assert.Contains(log.Split('\n'), l => l.StartsWith("generation ") && l.Contains("latecomer"));   // it entered a ring
         }

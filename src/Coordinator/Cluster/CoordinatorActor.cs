@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using Akka.Remote;
 using DistTrain.Cnn.Data;
 using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Optim;
@@ -115,10 +116,16 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         _cluster?.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
+        // A closed connection is the first sign of a worker killed or crashed: see Suspect.
+        if (_cluster is not null) Context.System.EventStream.Subscribe(Self, typeof(DisassociatedEvent));
         WaitForWorkers();
     }
 
-    protected override void PostStop() => _cluster?.Unsubscribe(Self);
+    protected override void PostStop()
+    {
+        _cluster?.Unsubscribe(Self);
+        Context.System.EventStream.Unsubscribe(Self);
+    }
 
     sealed class WaitTimeout { public static readonly WaitTimeout Instance = new(); }
 
@@ -127,13 +134,27 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     sealed class StopGraceOver { public static readonly StopGraceOver Instance = new(); }
     sealed record CheckMember(Address Address);
+    sealed record Probed(Address Address, string Signal, bool Gone);
 
     // ---- Membership (every behaviour; `inFlight` is null while waiting for workers) ----------------
 
     void Membership(InFlight? inFlight)
     {
         Receive<RegisterWorker>(r => Register(r, waiting: inFlight is null));
-        Receive<Terminated>(t => OnTerminated(t, inFlight));
+        Receive<Terminated>(t => Lost(t.ActorRef, inFlight, ""));
+        Receive<DisassociatedEvent>(e => Suspect(e.RemoteAddress, "its connection closed"));
+        Receive<Probed>(m =>
+        {
+            _probing.Remove(m.Address);
+            if (!m.Gone) return;   // alive, perhaps busy or frozen: the heartbeat detector decides
+            foreach (var w in Admitted.Where(w => w.Ref.Path.Address.Equals(m.Address)).ToList())
+            {
+                Context.Unwatch(w.Ref);
+                Lost(w.Ref, inFlight, $" ({m.Signal} and nothing listens at its address any more)");
+            }
+            // The cluster forgets it now rather than after the failure detector and the downing rule.
+            _cluster?.Down(m.Address);
+        });
         Receive<ClusterEvent.MemberUp>(up =>
         {
             if (!up.Member.Address.Equals(_cluster!.SelfAddress))
@@ -222,27 +243,47 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         foreach (var chunk in ModelStateTransfer.Chunks(_model, _optimizer, _generation, _step)) worker.Tell(chunk);
     }
 
-    void OnTerminated(Terminated t, InFlight? inFlight)
+    /// Addresses being probed after a closed connection: one probe each at a time.
+    readonly HashSet<Address> _probing = [];
+
+    /// Fast loss detection. A closed Akka.Remote connection to a worker is an immediate signal of
+    /// a kill -9 or a crash, where the heartbeat failure detector needs its acceptable pause plus
+    /// the downing rule's stable time (about 13 s here). The coordinator holds a connection to
+    /// every worker, so any worker process that dies closes one here; a ring neighbour's broken
+    /// data-plane link would be the same news later. It is only a signal: a busy but healthy
+    /// worker can lose a connection too. So the worker is lost only when a probe confirms that
+    /// nothing listens at its address any more.
+    void Suspect(Address address, string signal)
     {
-        int j = _joiners.FindIndex(w => w.Ref.Equals(t.ActorRef));
+        if (address.Host is not { } host || address.Port is not int port) return;
+        if (!Admitted.Any(w => w.Ref.Path.Address.Equals(address)) || !_probing.Add(address)) return;
+        var self = Self;
+        LossConfirmation.NothingListensAt(host, port, LossConfirmation.ProbeTimeout)
+            .ContinueWith(t => self.Tell(new Probed(address, signal, t.IsCompletedSuccessfully && t.Result)), TaskScheduler.Default);
+    }
+
+    /// A worker is gone (watched actor terminated, or a confirmed loss, `how` then saying so).
+    void Lost(IActorRef worker, InFlight? inFlight, string how)
+    {
+        int j = _joiners.FindIndex(w => w.Ref.Equals(worker));
         if (j >= 0)
         {
-            _observer.Log($"lost worker {_joiners[j].Name} before it entered");
+            _observer.Log($"lost worker {_joiners[j].Name} before it entered{how}");
             _joiners.RemoveAt(j);
             _tally.Failures++;
             return;
         }
-        int i = _workers.FindIndex(w => w.Ref.Equals(t.ActorRef));
+        int i = _workers.FindIndex(w => w.Ref.Equals(worker));
         if (i < 0) return;
         var lost = _workers[i];
         _workers.RemoveAt(i);
         if (!_started)
         {
-            _observer.Log($"worker {lost.Name} left before training started");
+            _observer.Log($"worker {lost.Name} left before training started{how}");
             return;
         }
         _tally.Failures++;
-        _observer.Log($"lost worker {lost.Name} at step {_step + 1}; {_workers.Count} left");
+        _observer.Log($"lost worker {lost.Name} at step {_step + 1}{how}; {_workers.Count} left");
         if (_workers.Count == 0) AllLost(stepInFlight: inFlight?.Step ?? false);
         else if (inFlight is not null)
         {
