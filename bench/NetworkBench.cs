@@ -11,8 +11,8 @@ namespace DistTrain.Bench;
 
 /// The wire and the collective: a raw TCP stream on loopback, and all-reduce between worker
 /// processes with the code training uses: the ring over the workers' data plane (ring-tcp, what
-/// training uses between processes without TLS), the ring over Akka.Remote (ring, used under TLS),
-/// and the star through a hub.
+/// training uses between processes; ring-tls, the same under TLS, what a TLS job uses), the ring
+/// over Akka.Remote (ring, the fallback when a data plane cannot be reached), and the star through a hub.
 static class NetworkBench
 {
     /// One TCP stream on loopback, 1 MiB writes: bytes per second at the receiver.
@@ -64,6 +64,7 @@ static class NetworkBench
             for (int rank = nodes - 1; rank >= 0; rank--)
             {
                 var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+                if (algorithm == "ring-tls") psi.Environment[CertVariable] = CertDir.Value;
                 if (Path.GetFileNameWithoutExtension(psi.FileName) == "dotnet") psi.ArgumentList.Add(typeof(NetworkBench).Assembly.Location);
                 foreach (var a in new[] { "allreduce-node", algorithm, rank.ToString(), n.ToString(), basePort.ToString(), bytes.ToString(), warmup.ToString(), iterations.ToString() })
                     psi.ArgumentList.Add(a);
@@ -106,6 +107,24 @@ static class NetworkBench
 
     static int DataPlanePort(int basePort, int n, int rank) => basePort + n + 1 + rank;
 
+    const string CertVariable = "DISTTRAIN_BENCH_CERTS";
+
+    /// A CA and a node certificate for ring-tls, made once per bench run by deploy/make-certs.sh.
+    static readonly Lazy<string> CertDir = new(() =>
+    {
+        string script = Path.Combine(Directory.GetCurrentDirectory(), "deploy", "make-certs.sh");
+        if (!File.Exists(script)) throw new InvalidOperationException($"ring-tls needs {script}: run the bench from the repository's root");
+        string dir = Path.Combine(Path.GetTempPath(), $"disttrain-bench-certs-{Environment.ProcessId}");
+        var psi = new ProcessStartInfo("bash", [script, "--out", dir, "node"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.Environment["DISTTRAIN_TLS_PASSWORD"] = "";
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException("make-certs.sh failed: " + output);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(dir, true); } catch (IOException) { } };
+        return dir;
+    });
+
     static string PeerPath(int basePort, int rank) => $"akka.tcp://{ProtocolConfig.SystemName}@127.0.0.1:{basePort + rank}/user/peer";
 
     /// The child process: rank r of a ring (or star worker, or the hub when rank == n).
@@ -117,10 +136,13 @@ static class NetworkBench
         int warmup = int.Parse(args[6]), iterations = int.Parse(args[7]);
         using var system = ActorSystem.Create(ProtocolConfig.SystemName, ProtocolConfig.Cluster("worker", "127.0.0.1", basePort + rank));
         var done = new TaskCompletionSource<double>();
-        // ring-tcp: the ring's chunks travel on the workers' data plane (DataPlanePort) instead of Akka.Remote.
+        // ring-tcp and ring-tls: the ring's chunks travel on the workers' data plane (DataPlanePort) instead of Akka.Remote.
         IActorRef peer = ActorRefs.Nobody;
-        using var plane = algorithm == "ring-tcp" && rank < n
-            ? new GradientDataPlane("127.0.0.1", DataPlanePort(basePort, n, rank), "bench", (_, lease) => peer.Tell(lease), Console.Error.WriteLine)
+        var tls = algorithm == "ring-tls"
+            ? Tls.Load(Path.Combine(Environment.GetEnvironmentVariable(CertVariable)!, "node.pfx"), Path.Combine(Environment.GetEnvironmentVariable(CertVariable)!, "ca.crt"), "")
+            : null;
+        using var plane = algorithm is "ring-tcp" or "ring-tls" && rank < n
+            ? new GradientDataPlane("127.0.0.1", DataPlanePort(basePort, n, rank), "bench", (_, lease) => peer.Tell(lease), Console.Error.WriteLine, tls: tls)
             : null;
         if (rank == n) system.ActorOf(Props.Create(() => new Hub(n, bytes, basePort)), "peer");
         else peer = system.ActorOf(Props.Create(() => new Peer(algorithm, rank, n, bytes, basePort, warmup, iterations, done, plane)).WithDispatcher("disttrain.worker-dispatcher"), "peer");
@@ -157,7 +179,7 @@ static class NetworkBench
                 _reduce = algorithm switch
                 {
                     "star" => new StarAllReduce(1, c => _next.Tell(c, Self)),
-                    "ring-tcp" => new RingAllReduce(1, rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}")),
+                    "ring-tcp" or "ring-tls" => new RingAllReduce(1, rank, n, plane!.Connect($"127.0.0.1:{DataPlanePort(basePort, n, (rank + 1) % n)}", $"rank-{rank}")),
                     _ => new RingAllReduce(1, rank, n, c => _next.Tell(c, Self)),
                 };
                 Become(() =>

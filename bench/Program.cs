@@ -129,7 +129,7 @@ if (only.Contains("allreduce"))
 {
     var figures = new List<object>();
     long[] sizes = quick ? [64 << 10, 4 << 20] : [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
-    foreach (string algorithm in new[] { "ring-tcp", "ring", "star" })
+    foreach (string algorithm in new[] { "ring-tcp", "ring-tls", "ring", "star" })
         foreach (int n in new[] { 2, 3, 4 })
             foreach (long size in sizes)
             {

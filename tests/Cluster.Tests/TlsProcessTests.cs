@@ -8,15 +8,7 @@ namespace DistTrain.Cluster.Tests;
 /// MultiProcessTests: it spends most of its time waiting for refused workers to give up.
 public sealed class TlsProcessTests : ProcessTests
 {
-    string MakeCerts(string dir, params string[] nodes)
-    {
-        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(Repository.Root, "deploy", "make-certs.sh"));
-        foreach (var a in new[] { "--out", Dir[dir] }.Concat(nodes)) psi.ArgumentList.Add(a);
-        var (exit, output) = Processes.RunToExit(psi, Patience.Helper);
-        Assert.True(exit == 0, output);
-        return Dir[dir];
-    }
+    string MakeCerts(string dir, params string[] nodes) => Certificates.Make(Dir[dir], nodes);
 
     [Fact]
     public void Over_TLS_only_nodes_with_a_certificate_from_the_jobs_CA_take_part_and_the_result_is_unchanged()
@@ -56,6 +48,11 @@ public sealed class TlsProcessTests : ProcessTests
             Assert.True(coordinator.WaitForExit(Patience.Helper));
             string log = coordinatorOutput.Result + coordinatorErrors.Result;
             Assert.True(coordinator.ExitCode == 0, log);
+            // The ring's chunks took the TLS data plane: both workers listen on one, and no link
+            // fell back to Akka.Remote (each would say "data plane: ...").
+            Assert.Matches("worker trusted joining .* over TLS; gradients on data port [0-9]+", goodOutput);
+            Assert.Matches(@"\[local-1\] worker local-1 joining .* over TLS; gradients on data port [0-9]+", log);
+            Assert.DoesNotContain("data plane:", log + goodOutput);
             Assert.DoesNotContain("worker rogue joined", log);
             Assert.DoesNotContain("worker cleartext joined", log);
             var json = JsonDocument.Parse(File.ReadAllText(report)).RootElement;

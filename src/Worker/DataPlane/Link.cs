@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
 
@@ -17,6 +18,7 @@ public sealed class Link : IChunkSink, IDisposable
     readonly ChunkBuffers _buffers;
     readonly Action<string> _log;
     readonly Action<GradientChunk>? _fallback;
+    readonly Tls? _tls;
     readonly TimeSpan _patience;
     /// The chunks of the two newest steps this link has written (see Remember). Only the writer
     /// thread touches it, so each lease in it is disposed once, after its last use.
@@ -25,8 +27,9 @@ public sealed class Link : IChunkSink, IDisposable
     volatile bool _disposed;
 
     internal Link(string endpoint, string selfPath, Handshake handshake, ChunkBuffers buffers, Action<string> log,
-                  Action<GradientChunk>? fallback, TimeSpan patience)
+                  Action<GradientChunk>? fallback, TimeSpan patience, Tls? tls)
     {
+        _tls = tls;
         _endpoint = endpoint;
         _selfPath = selfPath;
         _handshake = handshake;
@@ -78,6 +81,7 @@ public sealed class Link : IChunkSink, IDisposable
     void Run()
     {
         NetworkStream? stream = null;
+        Stream? io = null;   // the connection, or the TLS session on it
         try
         {
             byte[] nonce;
@@ -86,10 +90,12 @@ public sealed class Link : IChunkSink, IDisposable
                 stream = new NetworkStream(ConnectWithRetry(), ownsSocket: true);
                 _stream = stream;
                 stream.Socket.ReceiveTimeout = (int)ProtocolConfig.DataPlaneHelloTimeout.TotalMilliseconds;
-                nonce = Handshake.ReadGreeting(stream, _endpoint);
+                stream.Socket.SendTimeout = (int)ProtocolConfig.DataPlaneHelloTimeout.TotalMilliseconds;
+                io = _tls is null ? stream : DataPlaneTls.Connect(stream, _tls, _endpoint);
+                nonce = Handshake.ReadGreeting(io, _endpoint);
                 stream.Socket.ReceiveTimeout = 0;
             }
-            catch (Exception e) when (e is IOException or SocketException or TimeoutException or FormatException or ArgumentException)
+            catch (Exception e) when (e is IOException or SocketException or TimeoutException or FormatException or ArgumentException or AuthenticationException)
             {
                 // Nothing was sent yet: everything this generation sends goes over Akka.Remote instead.
                 if (_disposed) return;
@@ -100,14 +106,14 @@ public sealed class Link : IChunkSink, IDisposable
             // A successor that stops reading (gone without a reset) fails the write instead of blocking it for ever.
             stream.Socket.SendTimeout = (int)ProtocolConfig.DataPlaneWriteTimeout.TotalMilliseconds;
             stream.Socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-            _handshake.WriteHello(stream, nonce, _selfPath);
+            _handshake.WriteHello(io, nonce, _selfPath);
             var header = new byte[FrameCodec.HeaderBytes];
             foreach (var c in _queue.GetConsumingEnumerable())
             {
                 Remember(c);
                 FrameCodec.Write(c.Header, c.Length, header);
-                stream.Write(header);
-                stream.Write(c.Bytes);
+                io.Write(header);
+                io.Write(c.Bytes);
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
@@ -122,6 +128,7 @@ public sealed class Link : IChunkSink, IDisposable
         }
         finally
         {
+            io?.Dispose();
             stream?.Dispose();
             // The writer thread is the history's last user; anything still queued is dropped with it.
             foreach (var c in _recent) c.Dispose();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using DistTrain.Protocol;
 
 namespace DistTrain.Worker.DataPlane;
@@ -16,14 +17,16 @@ sealed class Listener : IDisposable
     readonly ChunkBuffers _buffers;
     readonly Action<string, ChunkLease> _deliver;
     readonly Action<string> _log;
+    readonly Tls? _tls;
     readonly CancellationTokenSource _stop = new();
     readonly ConcurrentDictionary<Socket, byte> _open = new();
     int _unproven;
 
     public int Port { get; }
 
-    public Listener(string host, int port, Handshake handshake, ChunkBuffers buffers, Action<string, ChunkLease> deliver, Action<string> log)
+    public Listener(string host, int port, Handshake handshake, ChunkBuffers buffers, Action<string, ChunkLease> deliver, Action<string> log, Tls? tls)
     {
+        _tls = tls;
         _handshake = handshake;
         _buffers = buffers;
         _deliver = deliver;
@@ -51,6 +54,7 @@ sealed class Listener : IDisposable
         _open[socket] = 0;
         string peer = socket.RemoteEndPoint?.ToString() ?? "?";
         bool counted = false;
+        Stream? stream = null;
         try
         {
             // Counted before the check so that two arrivals cannot both take the last place; one
@@ -60,13 +64,24 @@ sealed class Listener : IDisposable
             socket.NoDelay = true;
             socket.ReceiveBufferSize = ProtocolConfig.DataPlaneSocketBufferBytes;
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-            using var stream = new NetworkStream(socket, ownsSocket: false);
+            stream = new NetworkStream(socket, ownsSocket: false);
             string? from;
             var helloTimeout = ProtocolConfig.DataPlaneHelloTimeout;
             socket.ReceiveTimeout = (int)helloTimeout.TotalMilliseconds;
-            // The whole hello within the timeout, not each read: a trickling stranger is cut off.
+            // The whole hello (and the TLS handshake before it) within the timeout, not each read:
+            // a trickling stranger is cut off.
             using (new Timer(_ => socket.Dispose(), null, helloTimeout, Timeout.InfiniteTimeSpan))
+            {
+                try { if (_tls is not null) stream = DataPlaneTls.Accept(stream, _tls); }
+                catch (Exception e) when (e is AuthenticationException or IOException or ObjectDisposedException)
+                {
+                    // Another CA, cleartext (which waits for a greeting that never comes, until the
+                    // hello timeout), or a peer that went away mid-handshake.
+                    _log($"data plane: refused a connection from {peer}: TLS handshake failed ({e.Message.ReplaceLineEndings(" ")}); is it a peer of this job's CA, over TLS?");
+                    return;
+                }
                 from = _handshake.Challenge(stream);
+            }
             socket.ReceiveTimeout = 0;
             Interlocked.Decrement(ref _unproven);
             counted = false;
@@ -91,6 +106,7 @@ sealed class Listener : IDisposable
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // peer gone: membership handles it
         finally
         {
+            stream?.Dispose();
             if (counted) Interlocked.Decrement(ref _unproven);
             _open.TryRemove(socket, out _);
             socket.Dispose();
