@@ -2,6 +2,9 @@ using Akka.Configuration;
 
 namespace DistTrain.Protocol;
 
+/// A listening port that cannot be taken; the message is one line naming the option and the port.
+public sealed class PortUnavailableException(string message) : Exception(message);
+
 /// The HOCON both roles share: cluster provider, the MessagePack serializer bound to every
 /// protocol message, the remoting frame size the chunking is sized against.
 public static class ProtocolConfig
@@ -134,6 +137,24 @@ public static class ProtocolConfig
     {
         var shutdown = Akka.Actor.CoordinatedShutdown.Get(system).Run(Akka.Actor.CoordinatedShutdown.ClrExitReason.Instance);
         return await Task.WhenAny(shutdown, Task.Delay(limit)) == shutdown;
+    }
+
+    /// An actor system listening on host:port. A port that cannot be taken (in use, not allowed) is
+    /// a PortUnavailableException naming `option` and the OS's reason, instead of the transport's
+    /// nest of AggregateExceptions.
+    public static Akka.Actor.ActorSystem StartSystem(Akka.Actor.Setup.ActorSystemSetup setup, string host, int port, string option)
+    {
+        try { return Akka.Actor.ActorSystem.Create(SystemName, setup); }
+        catch (Exception e) when (Innermost(e) is System.Net.Sockets.SocketException or Akka.Remote.RemoteTransportException)
+        {
+            throw new PortUnavailableException($"{option} {port}: cannot listen on {host}:{port} ({Innermost(e).Message.ReplaceLineEndings(" ")})");
+        }
+    }
+
+    static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is { } inner) e = inner;
+        return e;
     }
 
     /// Akka.Remote names the transport in addresses: akka.ssl.tcp when TLS is on.

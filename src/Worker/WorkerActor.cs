@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cnn.Data;
+using DistTrain.Cnn.Models;
 using DistTrain.Cnn.Training;
 using DistTrain.Protocol;
 using DistTrain.Worker.Collectives;
@@ -19,7 +20,12 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     /// gradient data plane to send ring chunks on (null: over Akka.Remote); it delivers what it
     /// receives to this actor as <see cref="RingChunk"/>s.
     public sealed record Settings(string CoordinatorPath, string JobToken, DatasetFolder? Data, int Threads, string Name, TimeSpan? JoinTimeout = null,
-                                  GradientDataPlane? Plane = null);
+                                  GradientDataPlane? Plane = null)
+    {
+        /// The most this worker's replica may need (MemoryEstimate), in bytes; 0: no limit. A job
+        /// whose model needs more is left at once with the reason (the coordinator ends it, exit 4).
+        public long MemoryBudget { get; init; }
+    }
 
     /// A gradient chunk that came over the data plane from the worker whose ring path is From.
     public sealed record RingChunk(string From, ChunkLease Chunk) : INoSerializationVerificationNeeded;
@@ -125,6 +131,14 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
     {
         _job = job;
         var plan = job.ToTrainingPlan();
+        // The coordinator checked its own machine; this one may be smaller. Checked before anything is allocated.
+        if (_settings.MemoryBudget > 0)
+        {
+            long need = MemoryEstimate.Of(Model.Measure(plan.Model), plan.Optimizer.Kind, plan.MicroBatch, _settings.Threads).WorkerBytes;
+            if (need > _settings.MemoryBudget)
+                throw new InsufficientMemoryException(
+                    $"model {plan.Model.Name} needs about {MemoryEstimate.Text(need)} on this worker with {_settings.Threads} thread(s), more than its --memory-budget {MemoryEstimate.Text(_settings.MemoryBudget)}");
+        }
         // The state arrives from the coordinator (ReceivingState); until then the model is the seed's.
         _replica = Replica.Initialized(plan, job.TrainCount, _settings.Data?.Train);
         _incoming = new ModelStateTransfer.Assembler(_replica.Model, _replica.Optimizer);

@@ -12,22 +12,28 @@ public static class WorkerHost
 
     public static async Task<int> RunAsync(string coordinatorHost, int coordinatorPort, string host, int port,
                                            DatasetFolder? data, string token, int threads, string name, TextWriter log,
-                                           Tls? tls = null, TimeSpan? joinTimeout = null, int dataPort = 0)
+                                           Tls? tls = null, TimeSpan? joinTimeout = null, int dataPort = 0, long memoryBudget = 0)
     {
         // No seed nodes: the worker joins the cluster only once the coordinator has accepted its token.
         var config = ProtocolConfig.Cluster("worker", host, port);
-        using var system = ActorSystem.Create(ProtocolConfig.SystemName, Tls.Setup(config, tls));
+        ActorSystem system;
+        try { system = ProtocolConfig.StartSystem(Tls.Setup(config, tls), host, port, "--port"); }
+        catch (PortUnavailableException e)
+        {
+            log.WriteLine($"worker {name}: {e.Message}");
+            return 2;
+        }
+        using var _system = system;
         var stopped = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        // Gradient chunks between ring neighbours travel on the data plane (plain TCP, about 100x
-        // cheaper per byte than Akka.Remote here). Under TLS they stay on Akka.Remote's encrypted
-        // connections: the data plane has no encryption of its own yet.
+        // Gradient chunks between ring neighbours travel on the data plane (TCP, far cheaper per
+        // byte than Akka.Remote: see the README's Benchmarks); in a TLS job each of its connections
+        // is a TLS session under the job's CA, like Akka.Remote's.
         IActorRef worker = ActorRefs.Nobody;
         DataPlane.GradientDataPlane? plane;
         try
         {
-            plane = tls is null
-                ? new DataPlane.GradientDataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)), line => log.WriteLine($"worker {name}: {line}"))
-                : null;
+            plane = new DataPlane.GradientDataPlane(host, dataPort, token, (from, chunk) => worker.Tell(new WorkerActor.RingChunk(from, chunk)),
+                                                    line => log.WriteLine($"worker {name}: {line}"), tls: tls);
         }
         catch (System.Net.Sockets.SocketException e)
         {
@@ -35,10 +41,11 @@ public static class WorkerHost
             return 2;
         }
         using var _ = plane;
-        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout, plane);
+        var settings = new WorkerActor.Settings(ProtocolConfig.CoordinatorPath(coordinatorHost, coordinatorPort, tls is not null), token, data, threads, name, joinTimeout, plane)
+            { MemoryBudget = memoryBudget };
         worker = system.ActorOf(WorkerActor.Props(settings, e => stopped.TrySetResult(e)), "worker");
         log.WriteLine($"worker {name} joining {coordinatorHost}:{coordinatorPort}" + (data is null ? " (no local data)" : $" with {data.Name} ({data.Sha256[..12]})") +
-                      (tls is null ? "" : " over TLS"));
+                      (tls is null ? "" : " over TLS") + $"; gradients on data port {plane.Port}");
         // Akka.Remote terminates the actor system when a TLS handshake with the coordinator fails.
         if (await Task.WhenAny(stopped.Task, system.WhenTerminated) != stopped.Task)
         {

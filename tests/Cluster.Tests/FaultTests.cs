@@ -117,6 +117,23 @@ public sealed class FaultTests() : TestKit(ProtocolConfig.Local(serializeMessage
         Assert.Contains("error: worker broken failed", observer.Transcript);
     }
 
+    /// A worker on a machine smaller than the coordinator's (its own --memory-budget) learns the
+    /// model only when accepted: it leaves with the estimate instead of failing midway, and the
+    /// job ends at once for want of resources (exit 4), not as bad input.
+    [Fact]
+    public async Task A_worker_whose_budget_the_model_exceeds_ends_the_job_with_its_estimate()
+    {
+        const string name = "small";
+        var observer = new Trigger(long.MaxValue, () => { });
+        var cluster = InProcessCluster.Start(Sys, Settings(name, 2), 1, observer, name);
+        Sys.ActorOf(WorkerActor.Props(new WorkerActor.Settings($"/user/{name}", name, Data, 1, "tiny") { MemoryBudget = 1 << 20 }), "tiny");
+        var outcome = await cluster.Completion.WaitAsync(Patience.Reply);
+
+        Assert.Equal(RunStatus.Failed, outcome.Status);
+        Assert.Matches(@"^worker tiny failed: InsufficientMemoryException: model \S+ needs about [0-9.]+ MiB on this worker with 1 thread\(s\), more than its --memory-budget 1 MiB$", outcome.Error);
+        Assert.False(outcome.BadInput);
+    }
+
     [Fact]
     public async Task An_interrupt_stops_after_the_step_in_flight_and_checkpoints_that_step()
     {

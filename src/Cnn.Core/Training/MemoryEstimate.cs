@@ -30,6 +30,9 @@ public sealed record MemoryEstimate(long ParameterBytes, long OptimizerBytes, lo
     /// The bytes of `localWorkers` worker processes and the coordinator on one machine.
     public long OnThisMachine(int localWorkers) => localWorkers * WorkerBytes + CoordinatorBytes;
 
+    /// What a process may use when no --memory-budget is given: 90% of the memory .NET may use here.
+    public static long DefaultBudget => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 10 * 9;
+
     public static string Text(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GiB" : $"{bytes / (double)(1L << 20):F0} MiB";
 
     /// "800M", "16G", "1.5G", "1073741824": bytes; null when not a size.

@@ -70,6 +70,12 @@ public sealed record TrainingCheckpoint(
         ModelSpec spec;
         try { spec = ModelSpec.FromJson(Meta("model"), $"{path} (model)"); }
         catch (ArgumentException e) { throw new CheckpointFormatException(e.Message); }
+        // The description is outside the tensors' hash: checked against them before a model of
+        // that size is allocated (an edited or broken one could ask for gigabytes).
+        long described = Models.Model.Measure(spec).Parameters;
+        long held = file.Tensors.Where(t => !t.Name.StartsWith("optimizer.", StringComparison.Ordinal)).Sum(t => (long)t.Data.Length);
+        if (described != held)
+            throw new CheckpointFormatException($"{path}: its model has {described:N0} parameters, the file's tensors hold {held:N0}");
         var model = Models.Model.Create(spec);
         foreach (var v in model.Views)
         {

@@ -116,6 +116,10 @@ public static class TrainCommand
         bool resume = a.GetValue(ResumeOption);
         if (resume && checkpointDir is null) throw new UsageException("--resume needs --checkpoint-dir DIR");
         string? metricsPath = a.GetValue(MetricsOption), reportPath = a.GetValue(ReportOption);
+        if (reportPath is not null) OutputPaths.File("--report", reportPath);
+        if (metricsPath is not null) OutputPaths.File("--metrics", metricsPath);
+        if (checkpointDir is not null) OutputPaths.Folder("--checkpoint-dir", checkpointDir);
+        if (a.GetValue(TensorBoardOption) is { } tensorBoardFolder) OutputPaths.Folder("--tensorboard", tensorBoardFolder);
 
         long? warmup = a.GetValue(WarmupOption);
         double workerWait = a.GetValue(WorkerWaitOption);
@@ -290,7 +294,7 @@ public static class TrainCommand
         catch (ArgumentException e) { throw new UsageException($"--model {plan.Model.Name}: {e.Message}"); }
         var estimate = MemoryEstimate.Of(footprint, plan.Optimizer.Kind, plan.MicroBatch, threads);
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        long budget = budgetText is null ? available / 10 * 9
+        long budget = budgetText is null ? MemoryEstimate.DefaultBudget
             : MemoryEstimate.ParseSize(budgetText) ?? throw new UsageException($"--memory-budget: expected a size such as 800M or 16G, got '{budgetText}'");
         long need = estimate.OnThisMachine(localWorkers);
         if (need <= budget && footprint.Parameters <= Array.MaxLength) return;

@@ -29,7 +29,10 @@ public static class ClusterRunner
                                                             TlsFiles? tls = null)
     {
         var config = ProtocolConfig.Cluster("coordinator", host, port);
-        using var system = ActorSystem.Create(ProtocolConfig.SystemName, Tls.Setup(config, tls?.Load()));
+        ActorSystem system;
+        try { system = ProtocolConfig.StartSystem(Tls.Setup(config, tls?.Load()), host, port, "--port"); }
+        catch (PortUnavailableException e) { throw new BadInputException(e.Message); }
+        using var _system = system;
         var cluster = Akka.Cluster.Cluster.Get(system);
         cluster.Join(cluster.SelfAddress);
         int boundPort = cluster.SelfAddress.Port ?? port;
