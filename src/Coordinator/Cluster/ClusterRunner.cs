@@ -46,8 +46,14 @@ public static class ClusterRunner
         {
             for (int i = 0; i < spawn; i++) processes.Add(StartWorkerProcess(host, boundPort, dataDir, threadsPerWorker, s.JobToken, $"local-{i + 1}", tls, observer));
             var outcome = await done.Task;
-            // Workers exit on JobFinished; give them a moment, then make sure none is left behind.
-            foreach (var p in processes) if (!p.WaitForExit(ProtocolConfig.WorkerProcessExit)) p.Kill(entireProcessTree: true);
+            // Workers exit on JobFinished; give them a moment together (a frozen one never does,
+            // and three of them used to cost 10 s each), then make sure none is left behind.
+            var deadline = DateTime.UtcNow + ProtocolConfig.WorkerProcessExit;
+            foreach (var p in processes)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (!p.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero)) p.Kill(entireProcessTree: true);
+            }
             return outcome;
         }
         finally
