@@ -94,6 +94,8 @@ public sealed class MultiProcessTests : ProcessTests
         {
             Assert.True(started.Wait(Patience.Training), "training did not start: " + output);
             int victim = WorkerProcesses(port).First();
+            var victimArgs = File.ReadAllText($"/proc/{victim}/cmdline").Split('\0');
+            string victimName = victimArgs[Array.IndexOf(victimArgs, "--name") + 1];
             Process.Start("kill", [$"-{signal}", victim.ToString()])!.WaitForExit();   // no goodbye either way
             var join = DisttrainProcess.StartInfo(["worker", "--coordinator", $"127.0.0.1:{port}", "--data", data, "--threads", "1", "--name", "latecomer"]);
             join.Environment["DISTTRAIN_JOB_TOKEN"] = token;
@@ -110,7 +112,7 @@ public sealed class MultiProcessTests : ProcessTests
             Assert.True(json.GetProperty("worker_failures").GetInt32() >= 1, log);
             Assert.True(json.GetProperty("redone_steps").GetInt64() >= 1, log);
             // Noticed by the closed connection, confirmed by the refused probe, not by the heartbeat detector.
-            var lost = Assert.Single(log.Split('\n'), l => l.StartsWith("lost worker "));
+            var lost = Assert.Single(log.Split('\n'), l => l.StartsWith($"lost worker {victimName} "));
             Assert.Equal(signal == "KILL", lost.Contains("nothing listens at its address any more"));
             Assert.Contains("worker latecomer joined mid-run", log);
             Assert.Contains(log.Split('\n'), l => l.StartsWith("generation ") && l.Contains("latecomer"));   // it entered a ring
