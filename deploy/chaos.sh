@@ -78,7 +78,7 @@ for ((k = 1; k <= kills; k++)); do
   echo "chaos: kill -$signal worker $name (pid $victim) of generation $generation; starting replacement chaos-$k"
   kill -"$signal" "$victim" 2>/dev/null || true
   echo "$EPOCHREALTIME" >>"$out/kills"
-  pids+=("$victim")   # a frozen one is killed at the end
+  [[ "$signal" == STOP ]] && pids+=("$victim")   # a frozen one is killed at the end (a killed one's pid may be reused)
   "$bin" worker --coordinator "127.0.0.1:$port" --data "$data" --threads 1 --name "chaos-$k" >"$out/replacement-$k.log" 2>&1 &
   pids+=("$!")
 done

@@ -22,7 +22,9 @@ public static class ProtocolVersion
     ///    StepCompleted carries the payload bytes the worker sent in the all-reduce.
     /// 7: JobPlan carries the samples' channel count and a mean and standard deviation per channel.
     /// 8: WorkerFailed: a worker that cannot go on says why, and the job ends at once.
-    public const int Current = 8;
+    /// 9: WorkerLeaving: a worker that cannot take part (its machine is too small for the model)
+    ///    says why and leaves; the job goes on without it.
+    public const int Current = 9;
 }
 
 // ---- Join ----------------------------------------------------------------------------------
@@ -153,6 +155,12 @@ public sealed record RequestModelState([property: Key(0)] int Generation) : IGen
 /// the machine (memory, a bug: exit 4).
 [MessagePackObject]
 public sealed record WorkerFailed([property: Key(0)] int Generation, [property: Key(1)] string Reason, [property: Key(2)] bool BadInput) : IProtocolMessage;
+
+/// worker -> coordinator: this worker cannot take part (its --memory-budget is below what the
+/// job's model needs) and leaves; unlike WorkerFailed the job goes on with the others, since
+/// another machine may well hold the model.
+[MessagePackObject]
+public sealed record WorkerLeaving([property: Key(0)] string Reason) : IProtocolMessage;
 
 /// coordinator -> worker: the job is over; the worker process exits.
 [MessagePackObject]

@@ -103,6 +103,14 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
             if (Sender.Path.ToStringWithoutAddress() != CoordinatorElements) { _log.Warning("ignored an acceptance from {0}, not the coordinator", Sender); return; }
             _registerTimer?.Cancel();
             _coordinator = Sender;
+            // The coordinator checked its own machine; this one may be smaller. Checked before
+            // anything is allocated or the cluster joined; the job goes on without this worker.
+            if (OverBudget(m.Plan) is { } reason)
+            {
+                _coordinator.Tell(new WorkerLeaving(reason), Self);
+                Finish($"left the job: {reason}");
+                return;
+            }
             Context.Watch(_coordinator);
             // Only an admitted worker becomes a cluster member (failure detection, downing): a worker
             // refused for its token never joins the coordinator's cluster.
@@ -127,18 +135,21 @@ public sealed class WorkerActor : ReceiveActor, IWithStash
         return false;
     }
 
+    /// Why this worker's --memory-budget cannot hold the job's replica, or null when it can.
+    string? OverBudget(JobPlan job)
+    {
+        if (_settings.MemoryBudget <= 0) return null;
+        var plan = job.ToTrainingPlan();
+        long need = MemoryEstimate.Of(Model.Measure(plan.Model), plan.Optimizer.Kind, plan.MicroBatch, _settings.Threads).WorkerBytes;
+        return need <= _settings.MemoryBudget ? null
+            : $"model {plan.Model.Name} needs about {MemoryEstimate.Text(need)} on this worker with {_settings.Threads} thread(s), " +
+              $"more than its --memory-budget {MemoryEstimate.Text(_settings.MemoryBudget)}";
+    }
+
     void Setup(JobPlan job)
     {
         _job = job;
         var plan = job.ToTrainingPlan();
-        // The coordinator checked its own machine; this one may be smaller. Checked before anything is allocated.
-        if (_settings.MemoryBudget > 0)
-        {
-            long need = MemoryEstimate.Of(Model.Measure(plan.Model), plan.Optimizer.Kind, plan.MicroBatch, _settings.Threads).WorkerBytes;
-            if (need > _settings.MemoryBudget)
-                throw new InsufficientMemoryException(
-                    $"model {plan.Model.Name} needs about {MemoryEstimate.Text(need)} on this worker with {_settings.Threads} thread(s), more than its --memory-budget {MemoryEstimate.Text(_settings.MemoryBudget)}");
-        }
         // The state arrives from the coordinator (ReceivingState); until then the model is the seed's.
         _replica = Replica.Initialized(plan, job.TrainCount, _settings.Data?.Train);
         _incoming = new ModelStateTransfer.Assembler(_replica.Model, _replica.Optimizer);

@@ -23,6 +23,7 @@ public class SerializationTests() : TestKit(ProtocolConfig.Local())
         nameof(RequestModelState) => new RequestModelState(3),
         nameof(JobFinished) => new JobFinished("completed"),
         nameof(WorkerFailed) => new WorkerFailed(2, "IndexOutOfRangeException: index was outside the bounds of the array", true),
+        nameof(WorkerLeaving) => new WorkerLeaving("model resnet20 needs about 2.0 GiB on this worker with 4 thread(s), more than its --memory-budget 1.0 GiB"),
         _ => throw new InvalidOperationException($"no sample for {t.Name}: add one so the new message is checked"),
     };
 

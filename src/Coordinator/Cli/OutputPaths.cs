@@ -5,11 +5,14 @@ namespace DistTrain.Coordinator;
 /// only after the training it was meant to keep.
 static class OutputPaths
 {
-    /// A file the run writes (--report, --metrics): its folder is created if missing and must take a file.
-    public static void File(string option, string path)
+    /// A file the run writes (--report, --metrics): its folder is created if missing and must take a
+    /// file. `replaced`: written to a temporary file in that folder and renamed over the path
+    /// (AtomicFile), so only the folder matters; otherwise (appended to) an existing file must open
+    /// for writing.
+    public static void File(string option, string path, bool replaced)
     {
         if (Directory.Exists(path)) throw new BadInputException($"{option} {path}: is a folder; expected a file name");
-        if (System.IO.File.Exists(path))
+        if (!replaced && System.IO.File.Exists(path))
         {
             // Opened for writing without a change (a device such as /dev/full counts as writable here).
             try { using var _ = new FileStream(path, FileMode.Open, FileAccess.Write); }

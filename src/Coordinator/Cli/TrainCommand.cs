@@ -116,8 +116,8 @@ public static class TrainCommand
         bool resume = a.GetValue(ResumeOption);
         if (resume && checkpointDir is null) throw new UsageException("--resume needs --checkpoint-dir DIR");
         string? metricsPath = a.GetValue(MetricsOption), reportPath = a.GetValue(ReportOption);
-        if (reportPath is not null) OutputPaths.File("--report", reportPath);
-        if (metricsPath is not null) OutputPaths.File("--metrics", metricsPath);
+        if (reportPath is not null) OutputPaths.File("--report", reportPath, replaced: true);
+        if (metricsPath is not null) OutputPaths.File("--metrics", metricsPath, replaced: false);
         if (checkpointDir is not null) OutputPaths.Folder("--checkpoint-dir", checkpointDir);
         if (a.GetValue(TensorBoardOption) is { } tensorBoardFolder) OutputPaths.Folder("--tensorboard", tensorBoardFolder);
 

@@ -134,7 +134,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     sealed class StopGraceOver { public static readonly StopGraceOver Instance = new(); }
     sealed record CheckMember(Address Address);
-    sealed record Probed(Address Address, string Signal, bool Gone);
+    /// The probe's answer for the workers (and cluster member) that were at Address when it began:
+    /// a worker admitted there since (a restart on a fixed port) is not touched.
+    sealed record Probed(Address Address, string Signal, bool Gone, IActorRef[] Suspects, UniqueAddress? Member);
 
     // ---- Membership (every behaviour; `inFlight` is null while waiting for workers) ----------------
 
@@ -147,13 +149,14 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             _probing.Remove(m.Address);
             if (!m.Gone) return;   // alive, perhaps busy or frozen: the heartbeat detector decides
-            foreach (var w in Admitted.Where(w => w.Ref.Path.Address.Equals(m.Address)).ToList())
+            foreach (var w in Admitted.Where(w => m.Suspects.Contains(w.Ref)).ToList())
             {
                 Context.Unwatch(w.Ref);
                 Lost(w.Ref, inFlight, $" ({m.Signal} and nothing listens at its address any more)");
             }
             // The cluster forgets it now rather than after the failure detector and the downing rule.
-            _cluster?.Down(m.Address);
+            if (m.Member is { } member && _cluster is not null && _cluster.State.Members.Any(x => x.UniqueAddress.Equals(member)))
+                _cluster.Down(m.Address);
         });
         Receive<ClusterEvent.MemberUp>(up =>
         {
@@ -185,6 +188,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _observer.Log($"error: worker {member.Name} failed: {m.Reason}");
             if (_started && _syncedStep > 0) Checkpoint(_syncedStep);
             Finish(fetchState: false);
+        });
+        Receive<WorkerLeaving>(m =>
+        {
+            if (!Admitted.Any(w => w.Ref.Equals(Sender))) return;
+            Context.Unwatch(Sender);
+            Lost(Sender, inFlight, $": {m.Reason}");
         });
         Receive<StopGraceOver>(_ =>
         {
@@ -256,10 +265,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     void Suspect(Address address, string signal)
     {
         if (address.Host is not { } host || address.Port is not int port) return;
-        if (!Admitted.Any(w => w.Ref.Path.Address.Equals(address)) || !_probing.Add(address)) return;
+        var suspects = Admitted.Where(w => w.Ref.Path.Address.Equals(address)).Select(w => w.Ref).ToArray();
+        if (suspects.Length == 0 || !_probing.Add(address)) return;
+        var member = _cluster?.State.Members.FirstOrDefault(m => m.Address.Equals(address))?.UniqueAddress;
         var self = Self;
         LossConfirmation.NothingListensAt(host, port, LossConfirmation.ProbeTimeout)
-            .ContinueWith(t => self.Tell(new Probed(address, signal, t.IsCompletedSuccessfully && t.Result)), TaskScheduler.Default);
+            .ContinueWith(t => self.Tell(new Probed(address, signal, t.IsCompletedSuccessfully && t.Result, suspects, member)), TaskScheduler.Default);
     }
 
     /// A worker is gone (watched actor terminated, or a confirmed loss, `how` then saying so).

@@ -69,8 +69,10 @@ sealed class Listener : IDisposable
             var helloTimeout = ProtocolConfig.DataPlaneHelloTimeout;
             socket.ReceiveTimeout = (int)helloTimeout.TotalMilliseconds;
             // The whole hello (and the TLS handshake before it) within the timeout, not each read:
-            // a trickling stranger is cut off.
-            using (new Timer(_ => socket.Dispose(), null, helloTimeout, Timeout.InfiniteTimeSpan))
+            // a trickling stranger is cut off. Whichever comes first, the end of the hello or the
+            // timer, decides: a hello finished just as the timer fires is not cut off afterwards.
+            int decided = 0;
+            using (new Timer(_ => { if (Interlocked.Exchange(ref decided, 1) == 0) socket.Dispose(); }, null, helloTimeout, Timeout.InfiniteTimeSpan))
             {
                 try { if (_tls is not null) stream = DataPlaneTls.Accept(stream, _tls); }
                 catch (Exception e) when (e is AuthenticationException or IOException or ObjectDisposedException)
@@ -81,6 +83,7 @@ sealed class Listener : IDisposable
                     return;
                 }
                 from = _handshake.Challenge(stream);
+                if (Interlocked.Exchange(ref decided, 1) != 0) return;   // the timer came first
             }
             socket.ReceiveTimeout = 0;
             Interlocked.Decrement(ref _unproven);
