@@ -151,7 +151,9 @@ public static class ProtocolConfig
         }
     }
 
-    static Exception Innermost(Exception e)
+    /// The end of an exception's InnerException chain: the OS's reason under a transport's or a
+    /// server's wrappers (Exception.GetBaseException stops at the first non-aggregate).
+    public static Exception Innermost(Exception e)
     {
         while (e.InnerException is { } inner) e = inner;
         return e;

@@ -74,10 +74,8 @@ public sealed class StatusServer : IDisposable
             throw new BadInputException($"--status-port {port}: {host} has no address to listen on");
         }
         try { return new StatusServer(status, address, host, port); }
-        catch (IOException e) { throw new BadInputException($"--status-port {port}: cannot listen on {host}:{port}: {Inner(e).Message}"); }
+        catch (IOException e) { throw new BadInputException($"--status-port {port}: cannot listen on {host}:{port}: {DistTrain.Protocol.ProtocolConfig.Innermost(e).Message}"); }
     }
-
-    static Exception Inner(Exception e) => e.InnerException is { } inner ? Inner(inner) : e;
 
     /// Server-sent events: every second (and at once on connecting) the status and the steps and
     /// epochs this client has not had yet, as one JSON message; until the client goes or the run ends.
